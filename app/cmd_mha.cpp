@@ -1,0 +1,1 @@
+int placeholder_mha; namespace CLI { class App; } namespace attn::cli { void setup_mha(CLI::App&) {} }

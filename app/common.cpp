@@ -1,0 +1,78 @@
+#include "common.hpp"
+
+#include <memory>
+
+namespace attn::cli {
+
+void add_output_flags(CLI::App& app, OutputFlags& flags) {
+    app.add_option("--format", flags.format, "Format of every OUT, whatever its name (needed for '-': default json)")
+        ->check(CLI::IsMember({"json", "npy"}));
+    app.add_option("--json-layout", flags.json_layout,
+                   "JSON OUT layout: object ({shape, dtype, data}) or nested (bare arrays)")
+        ->check(CLI::IsMember({"object", "nested"}))
+        ->capture_default_str();
+}
+
+io::WriteOptions write_options(const OutputFlags& flags) {
+    io::WriteOptions options;
+    if (flags.format == "json") options.format = io::Format::Json;
+    if (flags.format == "npy") options.format = io::Format::Npy;
+    options.json_layout = flags.json_layout == "nested" ? io::JsonLayout::Nested : io::JsonLayout::Object;
+    return options;
+}
+
+void write_outputs(const std::vector<std::pair<std::string, const Tensor*>>& outputs, const OutputFlags& flags) {
+    const io::WriteOptions options = write_options(flags);
+    // Files are staged first and committed last, so a failure anywhere (standard output
+    // included) leaves none of them; what went to standard output cannot be taken back.
+    std::vector<std::unique_ptr<io::OutputFile>> files;
+    for (const auto& [path, tensor] : outputs) {
+        if (path == "-") continue;
+        files.push_back(std::make_unique<io::OutputFile>(path));
+        io::encode_tensor(*tensor, io::output_format(path, options), *files.back(), options);
+    }
+    for (const auto& [path, tensor] : outputs) {
+        if (path != "-") continue;
+        io::OutputFile out(path);
+        io::encode_tensor(*tensor, io::output_format(path, options), out, options);
+        out.commit();
+    }
+    for (auto& file : files) file->commit();
+}
+
+void add_dtype_flag(CLI::App& app, std::string& dtype) {
+    app.add_option("--dtype", dtype, "Compute and output precision; auto: float64 if an input is float64")
+        ->check(CLI::IsMember({"auto", "float32", "float64"}))
+        ->capture_default_str();
+}
+
+Precision precision_from(const std::string& dtype) {
+    if (dtype == "float32") return Precision::Float32;
+    if (dtype == "float64") return Precision::Float64;
+    return Precision::Auto;
+}
+
+CLI::Option* add_causal_flag(CLI::App& app, std::string& causal) {
+    return app
+        .add_option("--causal", causal,
+                    "Causal mask: top-left (bare --causal; query i sees keys 0..i) or bottom-right (query i sees "
+                    "keys 0..i+S-L)")
+        ->expected(0, 1)
+        ->check(CLI::IsMember({"top-left", "bottom-right"}));
+}
+
+Causal causal_from(const CLI::Option* option, const std::string& causal) {
+    if (option->count() == 0) return Causal::None;
+    return causal == "bottom-right" ? Causal::BottomRight : Causal::TopLeft;
+}
+
+std::vector<std::size_t> parse_key_lengths(const std::vector<long long>& values) {
+    std::vector<std::size_t> lengths;
+    for (long long v : values) {
+        if (v < 0) throw Error(ErrorKind::Usage, "--key-lengths", "expected non-negative lengths, found " + std::to_string(v));
+        lengths.push_back(static_cast<std::size_t>(v));
+    }
+    return lengths;
+}
+
+}  // namespace attn::cli

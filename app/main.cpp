@@ -1,0 +1,100 @@
+// attn-cli: the command-line face of the attn library. Parses arguments, runs one
+// subcommand and maps errors to the exit statuses of shared/spec/cli.md:
+// 0 success, 1 bad input, 2 usage.
+#include <csignal>
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "attn/error.hpp"
+#include "attn/io.hpp"
+#include "commands.hpp"
+
+namespace {
+
+constexpr int kExitBadInput = 1;
+constexpr int kExitUsage = 2;
+
+// On SIGINT, SIGTERM, SIGHUP or SIGPIPE: remove unfinished output files, then die of the
+// same signal as a process without a handler would (quietly, with the usual status).
+extern "C" void on_fatal_signal(int signal_number) {
+    attn::io::remove_pending_outputs();
+    std::signal(signal_number, SIG_DFL);
+    std::raise(signal_number);
+}
+
+void report(const std::string& message) { std::cerr << "attn-cli: error: " << message << '\n'; }
+
+// CLI11 messages can span lines; the contract is one line.
+std::string one_line(std::string text) {
+    for (char& c : text) {
+        if (c == '\n') c = ' ';
+    }
+    while (!text.empty() && text.back() == ' ') text.pop_back();
+    return text;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) std::signal(s, on_fatal_signal);
+
+    CLI::App app{"attn-cli - attention calculator: scaled dot-product and multi-head attention on tensor files,\n"
+                 "with PyTorch's semantics.",
+                 "attn-cli"};
+    app.set_version_flag("--version", std::string("attn-cli ") + ATTN_VERSION);
+    app.require_subcommand(1);
+    app.footer(
+        "Examples:\n"
+        "  attn-cli sdpa -q data/q.npy -k data/k.npy -v data/v.npy -o out.npy --scores weights.npy\n"
+        "  attn-cli mha --heads 8 -q data/q.npy --weights data/mha_weights.npz -o out.json\n"
+        "  attn-cli random --shape 2,5,64 --seed 0 --format npy | attn-cli sdpa -q - --causal\n"
+        "  attn-cli convert data/q.npy q.json\n"
+        "\n"
+        "TENSOR: file.npy, file.json, file.npz:NAME, file.safetensors:NAME, or - (standard input).\n"
+        "OUT: file.npy, file.json, file.npz, file.safetensors, or - (standard output, JSON unless --format npy).\n"
+        "Exit status: 0 success, 1 bad input, 2 usage error.");
+    attn::cli::setup_sdpa(app);
+    attn::cli::setup_mha(app);
+    attn::cli::setup_convert(app);
+    attn::cli::setup_random(app);
+
+    try {
+        // CLI11 would only say "a subcommand is required"; name what was wrong instead.
+        if (argc > 1) {
+            const std::string first = argv[1];
+            bool known = first == "-h" || first == "--help" || first == "--version";
+            for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+                known |= sub->get_name() == first;
+            }
+            if (!known) {
+                report((first.rfind('-', 0) == 0 ? first + ": unknown flag" : first + ": unknown subcommand") +
+                       " (expected one of sdpa, mha, convert, random; see attn-cli --help)");
+                return kExitUsage;
+            }
+        }
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        report(one_line(e.what()) + " (see attn-cli --help)");
+        return kExitUsage;
+    } catch (const attn::Error& e) {
+        report(e.what());
+        return e.kind() == attn::ErrorKind::Usage ? kExitUsage : kExitBadInput;
+    } catch (const std::bad_alloc&) {
+        report("out of memory");
+        return kExitBadInput;
+    } catch (const std::exception& e) {
+        report(e.what());
+        return kExitBadInput;
+    }
+    return 0;
+}

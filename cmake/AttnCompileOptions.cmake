@@ -1,0 +1,17 @@
+# Compile options shared by every target of the project (not propagated to consumers'
+# own sources beyond what they need to link).
+add_library(attn_compile_options INTERFACE)
+target_compile_options(attn_compile_options INTERFACE
+  $<BUILD_INTERFACE:-Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor>
+  $<BUILD_INTERFACE:$<$<BOOL:${ATTN_WARNINGS_AS_ERRORS}>:-Werror>>)
+if(ATTN_NATIVE)
+  target_compile_options(attn_compile_options INTERFACE $<BUILD_INTERFACE:-march=native>)
+else()
+  target_compile_options(attn_compile_options INTERFACE $<BUILD_INTERFACE:-march=x86-64-v3>)
+endif()
+if(ATTN_SANITIZE)
+  target_compile_options(attn_compile_options INTERFACE
+    $<BUILD_INTERFACE:-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined>)
+  target_link_options(attn_compile_options INTERFACE
+    $<BUILD_INTERFACE:-fsanitize=address,undefined>)
+endif()

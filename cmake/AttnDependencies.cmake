@@ -1,0 +1,10 @@
+# Every dependency comes from a Debian 12 package (scripts/install-deps.sh installs them).
+find_package(xtl CONFIG REQUIRED)
+find_package(xsimd CONFIG REQUIRED)
+find_package(xtensor CONFIG REQUIRED)
+find_package(nlohmann_json 3.10 CONFIG REQUIRED)
+find_package(libzip CONFIG REQUIRED)  # needs zipcmp, zipmerge, ziptool (debian-notes.md)
+find_package(PNG REQUIRED)
+find_package(OpenMP REQUIRED COMPONENTS CXX)
+find_package(Threads REQUIRED)
+include(cmake/AttnBlas.cmake)

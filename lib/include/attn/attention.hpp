@@ -1,0 +1,91 @@
+// attn/attention.hpp - scaled dot-product attention with PyTorch's semantics.
+//
+//   out = softmax(Q·Kᵀ·scale + mask) · V      for every leading batch index
+//
+// Q (…, L, E), K (…, S, E), V (…, S, Ev) -> out (…, L, Ev). Leading batch dimensions
+// broadcast as in numpy; on dimension −3 a key/value head count Hkv dividing the query
+// head count Hq gives grouped-query attention (query head h reads K/V head h / (Hq/Hkv),
+// PyTorch enable_gqa). Bool masks mean "true = may attend" (shared/spec/cli.md).
+// A query row that may attend no key gets all-zero weights and an all-zero output row
+// (PyTorch ≥ 2.5), never NaN. Weights and logits are handed to a ScoreSink row block by
+// row block, so a caller can stream them to a file instead of holding (…, L, S).
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <vector>
+
+#include "attn/tensor.hpp"
+
+namespace attn {
+
+enum class Causal {
+    None,
+    TopLeft,      // query i sees keys 0…i (PyTorch is_causal)
+    BottomRight,  // query i sees keys 0…i+S−L (last query aligned with last key)
+};
+
+enum class Precision {
+    Auto,     // float64 if Q, K or V is float64, else float32
+    Float32,
+    Float64,
+};
+
+struct AttentionOptions {
+    std::optional<double> scale;            // default 1/√E
+    Causal causal = Causal::None;
+    std::optional<Tensor> mask;             // bool (true = may attend) or float (added); broadcast to (…, L, S)
+    std::optional<Tensor> key_padding_mask; // bool (true = ignore the key) or float (added); (batch…, S), leading dims
+    std::vector<std::size_t> key_lengths;   // valid keys per index of the first batch dim (one value: all)
+    Precision precision = Precision::Auto;
+    int threads = 0;                        // worker threads; 0 = all cores
+};
+
+// Receives weights or logits of shape (batch…, L, S) in blocks of whole rows. Calls may
+// come from several threads at once (for different rows), each block exactly once.
+class ScoreSink {
+public:
+    virtual ~ScoreSink() = default;
+    // Called once before any rows: the dtype and full shape (batch…, L, S).
+    virtual void begin(DType dtype, const Shape& shape) = 0;
+    // Rows [row_begin, row_begin + row_count) of matrix `matrix` (the flat row-major
+    // index over batch…), each `S` values, contiguous.
+    virtual void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const float* values) = 0;
+    virtual void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const double* values) = 0;
+};
+
+// A ScoreSink that collects everything into one tensor.
+class TensorScoreSink final : public ScoreSink {
+public:
+    void begin(DType dtype, const Shape& shape) override;
+    void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const float* values) override;
+    void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const double* values) override;
+    Tensor& tensor() noexcept { return tensor_; }
+
+private:
+    template <class T>
+    void copy_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const T* values);
+
+    Tensor tensor_;
+    std::size_t matrix_size_ = 0;
+    std::size_t row_size_ = 0;
+};
+
+// The shape the output will have, validating every shape first (throws ErrorKind::Shape
+// naming both shapes when they do not fit together).
+Shape attention_output_shape(const Tensor& query, const Tensor& key, const Tensor& value,
+                             const AttentionOptions& options);
+
+// The attention output; weights (softmax probabilities after masks) and logits (scaled,
+// after masks, −inf where masked) go to the sinks when given. The fast kernel.
+Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, const Tensor& value,
+                                    const AttentionOptions& options, ScoreSink* weights = nullptr,
+                                    ScoreSink* logits = nullptr);
+
+// The same computation written plainly, one query row at a time with float64 sums: the
+// oracle the fast kernel is tested against. Single-threaded and slow.
+Tensor reference_attention(const Tensor& query, const Tensor& key, const Tensor& value,
+                           const AttentionOptions& options, ScoreSink* weights = nullptr,
+                           ScoreSink* logits = nullptr);
+
+}  // namespace attn

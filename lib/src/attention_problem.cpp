@@ -1,0 +1,236 @@
+#include "detail/attention_problem.hpp"
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+namespace attn::detail {
+namespace {
+
+[[noreturn]] void shape_error(const std::string& subject, const std::string& what) {
+    throw Error(ErrorKind::Shape, subject, what);
+}
+
+Shape batch_dims(const Shape& shape) { return Shape(shape.begin(), shape.end() - 2); }
+
+// Element offset of every matrix of the output batch in an array whose own batch dims
+// `dims` are aligned to the output's `batch` starting at output dim `first`. A dim of
+// size 1 broadcasts; on the output's last batch dim (−3) a size dividing the output's is
+// a grouped-query head dim when `grouped` is set.
+std::vector<std::size_t> matrix_offsets(const Shape& batch, const Shape& dims, std::size_t first,
+                                        std::size_t matrix_size, bool grouped = false) {
+    std::vector<std::size_t> stride(dims.size());
+    std::size_t s = matrix_size;
+    for (std::size_t d = dims.size(); d-- > 0;) {
+        stride[d] = dims[d] == 1 ? 0 : s;
+        s *= dims[d];
+    }
+    std::size_t count = 1;
+    for (std::size_t n : batch) count *= n;
+    std::vector<std::size_t> offsets(count, 0);
+    Shape index(batch.size(), 0);
+    for (std::size_t b = 0; b < count; ++b) {
+        std::size_t offset = 0;
+        for (std::size_t d = 0; d < dims.size(); ++d) {
+            const std::size_t out_dim = first + d;
+            std::size_t i = index[out_dim];
+            if (grouped && out_dim + 1 == batch.size() && dims[d] != batch[out_dim] && dims[d] != 1) {
+                i /= batch[out_dim] / dims[d];
+            }
+            offset += i * stride[d];
+        }
+        offsets[b] = offset;
+        for (std::size_t d = batch.size(); d-- > 0;) {  // next row-major batch index
+            if (++index[d] < batch[d]) break;
+            index[d] = 0;
+        }
+    }
+    return offsets;
+}
+
+struct Shapes {
+    Shape batch;
+    std::size_t L, S, E, Ev;
+};
+
+std::string three_shapes(const Shape& q, const Shape& k, const Shape& v) {
+    return "query " + shape_to_string(q) + ", key " + shape_to_string(k) + ", value " + shape_to_string(v);
+}
+
+Shapes check_shapes(const Shape& q, const Shape& k, const Shape& v) {
+    for (auto [shape, name] : {std::pair{&q, "query"}, {&k, "key"}, {&v, "value"}}) {
+        if (shape->size() < 2) {
+            shape_error(name, "expected rank >= 2 (…, length, features), found shape " + shape_to_string(*shape));
+        }
+    }
+    Shapes s;
+    s.L = q[q.size() - 2];
+    s.E = q.back();
+    s.S = k[k.size() - 2];
+    s.Ev = v.back();
+    if (k.back() != s.E) {
+        shape_error("key", "last dim must equal the query's E = " + std::to_string(s.E) + "; " + three_shapes(q, k, v));
+    }
+    if (v[v.size() - 2] != s.S) {
+        shape_error("value", "dim -2 must equal the key's S = " + std::to_string(s.S) + "; " + three_shapes(q, k, v));
+    }
+    const Shape bq = batch_dims(q), bk = batch_dims(k), bv = batch_dims(v);
+    const std::size_t rank = std::max({bq.size(), bk.size(), bv.size()});
+    s.batch.assign(rank, 1);
+    for (std::size_t r = 0; r < rank; ++r) {  // r counts from the right
+        auto dim = [&](const Shape& b) -> std::size_t { return r < b.size() ? b[b.size() - 1 - r] : 1; };
+        const std::size_t nq = dim(bq), nk = dim(bk), nv = dim(bv);
+        if (nk != nv && nk != 1 && nv != 1) {
+            shape_error("key/value", "batch dims do not broadcast; " + three_shapes(q, k, v));
+        }
+        const std::size_t nkv = std::max(nk, nv);
+        std::size_t n = std::max(nq, nkv);
+        const bool broadcast = nq == nkv || nq == 1 || nkv == 1;
+        const bool grouped = r == 0 && bq.size() >= 1 && nq % nkv == 0 && nq > nkv;
+        if (!broadcast && !grouped) {
+            shape_error("query/key", "batch dims do not broadcast and " + std::to_string(nkv) +
+                                         " key/value heads do not divide " + std::to_string(nq) +
+                                         " query heads; " + three_shapes(q, k, v));
+        }
+        if (grouped) n = nq;
+        s.batch[rank - 1 - r] = n;
+    }
+    return s;
+}
+
+template <class T>
+xt::xarray<T> to_compute(const Tensor& t) {
+    return t.cast<T>();
+}
+
+// The additive form of a mask: bool true -> 0, false -> −inf; floats as they are.
+template <class T>
+xt::xarray<T> additive(const Tensor& mask, const std::string& subject, bool true_means_masked) {
+    if (mask.dtype() == DType::Bool) {
+        const auto& b = mask.values<bool>();
+        xt::xarray<T> out = xt::xarray<T>::from_shape(b.shape());
+        const T ninf = -std::numeric_limits<T>::infinity();
+        for (std::size_t i = 0; i < b.size(); ++i) out.data()[i] = (b.data()[i] != true_means_masked) ? T(0) : ninf;
+        return out;
+    }
+    if (!is_floating(mask.dtype())) {
+        throw Error(ErrorKind::Value, subject,
+                    "expected a bool or float mask, found " + std::string(dtype_name(mask.dtype())));
+    }
+    return mask.cast<T>();
+}
+
+}  // namespace
+
+DType compute_dtype(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options) {
+    switch (options.precision) {
+        case Precision::Float32: return DType::Float32;
+        case Precision::Float64: return DType::Float64;
+        case Precision::Auto: break;
+    }
+    for (const Tensor* t : {&query, &key, &value}) {
+        if (t->dtype() == DType::Float64) return DType::Float64;
+    }
+    return DType::Float32;
+}
+
+template <class T>
+AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const Tensor& value,
+                                 const AttentionOptions& options) {
+    const Shape qs = query.shape(), ks = key.shape(), vs = value.shape();
+    const Shapes s = check_shapes(qs, ks, vs);
+    AttentionProblem<T> p;
+    p.batch_shape = s.batch;
+    p.L = s.L;
+    p.S = s.S;
+    p.E = s.E;
+    p.Ev = s.Ev;
+    p.batches = 1;
+    for (std::size_t n : s.batch) p.batches *= n;
+    const std::size_t nb = s.batch.size();
+    p.q_offset = matrix_offsets(s.batch, batch_dims(qs), nb - (qs.size() - 2), s.L * s.E);
+    p.k_offset = matrix_offsets(s.batch, batch_dims(ks), nb - (ks.size() - 2), s.S * s.E, true);
+    p.v_offset = matrix_offsets(s.batch, batch_dims(vs), nb - (vs.size() - 2), s.S * s.Ev, true);
+    p.q = to_compute<T>(query);
+    p.k = to_compute<T>(key);
+    p.v = to_compute<T>(value);
+    if (options.scale && !std::isfinite(*options.scale)) {
+        throw Error(ErrorKind::Value, "--scale", "expected a finite number, found " + std::to_string(*options.scale));
+    }
+    p.scale = static_cast<T>(options.scale ? *options.scale : 1.0 / std::sqrt(static_cast<double>(s.E)));
+    p.causal = options.causal;
+    const Shape scores = p.score_shape();
+
+    if (options.mask) {
+        Shape ms = options.mask->shape();
+        if (ms.size() < 2) ms.insert(ms.begin(), 2 - ms.size(), 1);  // a scalar or (S,) mask
+        const bool fits = ms.size() <= scores.size() && [&] {
+            for (std::size_t r = 0; r < ms.size(); ++r) {
+                const std::size_t m = ms[ms.size() - 1 - r], o = scores[scores.size() - 1 - r];
+                if (m != o && m != 1) return false;
+            }
+            return true;
+        }();
+        if (!fits) {
+            shape_error("mask", "shape " + shape_to_string(options.mask->shape()) + " does not broadcast to the scores " +
+                                    shape_to_string(scores));
+        }
+        AdditiveTerm<T> term;
+        term.values = additive<T>(*options.mask, "mask", false);
+        const std::size_t ml = ms[ms.size() - 2], mcols = ms.back();
+        term.column_stride = mcols == 1 ? 0 : 1;
+        term.row_stride = ml == 1 ? 0 : mcols;
+        term.matrix_offset = matrix_offsets(s.batch, batch_dims(ms), nb - (ms.size() - 2), ml * mcols);
+        p.terms.push_back(std::move(term));
+    }
+
+    if (options.key_padding_mask) {
+        const Shape ps = options.key_padding_mask->shape();
+        const bool fits = !ps.empty() && ps.back() == s.S && ps.size() - 1 <= nb && [&] {
+            for (std::size_t d = 0; d + 1 < ps.size(); ++d) {
+                if (ps[d] != s.batch[d] && ps[d] != 1) return false;
+            }
+            return true;
+        }();
+        if (!fits) {
+            shape_error("key padding mask", "expected shape (batch…, S) with leading batch dims of " +
+                                                shape_to_string(s.batch) + " and S = " + std::to_string(s.S) +
+                                                ", found " + shape_to_string(ps));
+        }
+        AdditiveTerm<T> term;
+        term.values = additive<T>(*options.key_padding_mask, "key padding mask", true);
+        term.row_stride = 0;
+        term.column_stride = 1;
+        // Leading alignment: dim d of the mask is batch dim d.
+        term.matrix_offset = matrix_offsets(s.batch, Shape(ps.begin(), ps.end() - 1), 0, s.S);
+        p.terms.push_back(std::move(term));
+    }
+
+    p.key_length.assign(p.batches, s.S);
+    if (!options.key_lengths.empty()) {
+        const auto& lengths = options.key_lengths;
+        const std::size_t first = nb == 0 ? 1 : s.batch[0];
+        if (lengths.size() != 1 && lengths.size() != first) {
+            throw Error(ErrorKind::Shape, "--key-lengths",
+                        "expected 1 or " + std::to_string(first) + " values (the first batch dim), found " +
+                            std::to_string(lengths.size()));
+        }
+        for (std::size_t n : lengths) {
+            if (n > s.S) {
+                throw Error(ErrorKind::Value, "--key-lengths",
+                            "length " + std::to_string(n) + " exceeds the number of keys S = " + std::to_string(s.S));
+            }
+        }
+        const std::size_t per_first = first == 0 ? 0 : p.batches / first;
+        for (std::size_t b = 0; b < p.batches; ++b) {
+            p.key_length[b] = lengths.size() == 1 ? lengths[0] : lengths[b / per_first];
+        }
+    }
+    return p;
+}
+
+template AttentionProblem<float> make_problem<float>(const Tensor&, const Tensor&, const Tensor&, const AttentionOptions&);
+template AttentionProblem<double> make_problem<double>(const Tensor&, const Tensor&, const Tensor&,
+                                                       const AttentionOptions&);
+
+}  // namespace attn::detail

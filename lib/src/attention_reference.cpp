@@ -1,0 +1,83 @@
+// The oracle: attention written as the formula reads, one query row at a time, with
+// float64 sums and exp whatever the compute type. No BLAS, no blocking, no threads.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "attn/attention.hpp"
+#include "detail/attention_problem.hpp"
+
+namespace attn {
+namespace {
+
+template <class T>
+Tensor reference(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options,
+                 ScoreSink* weights, ScoreSink* logits) {
+    const detail::AttentionProblem<T> p = detail::make_problem<T>(query, key, value, options);
+    xt::xarray<T> out = xt::xarray<T>::from_shape(p.output_shape());
+    if (weights) weights->begin(dtype_of<T>::value, p.score_shape());
+    if (logits) logits->begin(dtype_of<T>::value, p.score_shape());
+    const double ninf = -std::numeric_limits<double>::infinity();
+    std::vector<double> logit(p.S), prob(p.S);
+    std::vector<T> row_out(p.S);
+    for (std::size_t b = 0; b < p.batches; ++b) {
+        const T* q = p.q.data() + p.q_offset[b];
+        const T* k = p.k.data() + p.k_offset[b];
+        const T* v = p.v.data() + p.v_offset[b];
+        for (std::size_t i = 0; i < p.L; ++i) {
+            const std::size_t end = p.visible_end(b, i);
+            for (std::size_t j = 0; j < p.S; ++j) {
+                if (j >= end) {
+                    logit[j] = ninf;
+                    continue;
+                }
+                double dot = 0;
+                for (std::size_t e = 0; e < p.E; ++e) dot += double(q[i * p.E + e]) * double(k[j * p.E + e]);
+                logit[j] = dot * double(p.scale);
+                for (const auto& term : p.terms) {
+                    logit[j] += double(term.values.data()[term.matrix_offset[b] + i * term.row_stride + j * term.column_stride]);
+                }
+            }
+            double max = ninf;
+            bool any_nan = false;
+            for (double x : logit) {
+                max = std::max(max, x);
+                any_nan |= std::isnan(x);
+            }
+            const bool masked_row = max == ninf && !any_nan;
+            double sum = 0;
+            for (std::size_t j = 0; j < p.S; ++j) {
+                prob[j] = masked_row ? 0.0 : std::exp(logit[j] - max);
+                sum += prob[j];
+            }
+            for (std::size_t j = 0; j < p.S; ++j) prob[j] = masked_row ? 0.0 : prob[j] / sum;
+            T* o = out.data() + (b * p.L + i) * p.Ev;
+            for (std::size_t c = 0; c < p.Ev; ++c) {
+                double acc = 0;
+                for (std::size_t j = 0; j < p.S; ++j) acc += prob[j] * double(v[j * p.Ev + c]);
+                o[c] = static_cast<T>(acc);
+            }
+            if (logits) {
+                for (std::size_t j = 0; j < p.S; ++j) row_out[j] = static_cast<T>(logit[j]);
+                logits->write_rows(b, i, 1, row_out.data());
+            }
+            if (weights) {
+                for (std::size_t j = 0; j < p.S; ++j) row_out[j] = static_cast<T>(prob[j]);
+                weights->write_rows(b, i, 1, row_out.data());
+            }
+        }
+    }
+    return Tensor(std::move(out));
+}
+
+}  // namespace
+
+Tensor reference_attention(const Tensor& query, const Tensor& key, const Tensor& value,
+                           const AttentionOptions& options, ScoreSink* weights, ScoreSink* logits) {
+    if (detail::compute_dtype(query, key, value, options) == DType::Float64) {
+        return reference<double>(query, key, value, options, weights, logits);
+    }
+    return reference<float>(query, key, value, options, weights, logits);
+}
+
+}  // namespace attn

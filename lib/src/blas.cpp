@@ -1,0 +1,58 @@
+#include "detail/blas.hpp"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <climits>
+
+namespace attn::detail {
+namespace {
+
+int to_int(std::size_t n) { return n > static_cast<std::size_t>(INT_MAX) ? INT_MAX : static_cast<int>(n); }
+
+// BLAS rejects (and prints about) zero leading dimensions, which an empty inner
+// dimension would give; C = beta·C is all a k = 0 product means.
+template <class T>
+bool scale_only(std::size_t m, std::size_t n, std::size_t k, T beta, T* c, std::size_t ldc) {
+    if (m == 0 || n == 0) return true;
+    if (k != 0) return false;
+    for (std::size_t i = 0; i < m; ++i) {
+        for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+    }
+    return true;
+}
+
+constexpr int kOpenBlasPthreads = 1;  // openblas_get_parallel(): 0 sequential, 1 pthreads, 2 OpenMP
+
+}  // namespace
+
+void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+          std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc) {
+    if (scale_only(m, n, k, beta, c, ldc)) return;
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, to_int(m),
+                to_int(n), to_int(k), alpha, a, to_int(lda), b, to_int(ldb), beta, c, to_int(ldc));
+}
+
+void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, double alpha, const double* a,
+          std::size_t lda, const double* b, std::size_t ldb, double beta, double* c, std::size_t ldc) {
+    if (scale_only(m, n, k, beta, c, ldc)) return;
+    cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, to_int(m),
+                to_int(n), to_int(k), alpha, a, to_int(lda), b, to_int(ldb), beta, c, to_int(ldc));
+}
+
+int resolve_threads(int requested) { return requested > 0 ? requested : omp_get_num_procs(); }
+
+BlasSingleThreaded::BlasSingleThreaded() {
+    if (openblas_get_parallel() == kOpenBlasPthreads) {
+        saved_ = openblas_get_num_threads();
+        openblas_set_num_threads(1);
+    }
+}
+
+BlasSingleThreaded::~BlasSingleThreaded() {
+    if (saved_ > 0) openblas_set_num_threads(saved_);
+}
+
+void set_blas_threads(int threads) { openblas_set_num_threads(resolve_threads(threads)); }
+
+}  // namespace attn::detail

@@ -1,0 +1,34 @@
+// Internal: the BLAS calls of the library, kept out of every translation unit that
+// includes xtensor-blas (its CBLAS enums clash with cblas.h, debian-notes.md).
+#pragma once
+
+#include <cstddef>
+
+namespace attn::detail {
+
+// C (m×n) = alpha · op(A) · op(B) + beta · C, row-major; op(X) = Xᵀ when trans_x.
+void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+          std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc);
+void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, double alpha, const double* a,
+          std::size_t lda, const double* b, std::size_t ldb, double beta, double* c, std::size_t ldc);
+
+// The number of threads worker code should use: `requested`, or all cores when 0.
+int resolve_threads(int requested);
+
+// While alive, BLAS runs single-threaded, as it must inside our own parallel region.
+// OpenBLAS's OpenMP build already does this; its pthread build would oversubscribe.
+class BlasSingleThreaded {
+public:
+    BlasSingleThreaded();
+    ~BlasSingleThreaded();
+    BlasSingleThreaded(const BlasSingleThreaded&) = delete;
+    BlasSingleThreaded& operator=(const BlasSingleThreaded&) = delete;
+
+private:
+    int saved_ = 0;
+};
+
+// Sets the thread count BLAS uses outside our parallel regions (the projections of mha).
+void set_blas_threads(int threads);
+
+}  // namespace attn::detail

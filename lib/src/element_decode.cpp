@@ -1,0 +1,151 @@
+#include "detail/element_decode.hpp"
+
+#include <cstring>
+#include <limits>
+
+namespace attn::detail {
+
+float float16_to_float(std::uint16_t bits) {
+    const std::uint32_t sign = std::uint32_t(bits & 0x8000u) << 16;
+    std::uint32_t exponent = (bits >> 10) & 0x1Fu;
+    std::uint32_t mantissa = bits & 0x3FFu;
+    std::uint32_t out;
+    if (exponent == 0x1F) {  // inf or nan
+        out = sign | 0x7F800000u | (mantissa << 13);
+    } else if (exponent == 0) {
+        if (mantissa == 0) {
+            out = sign;
+        } else {  // subnormal: normalise
+            exponent = 127 - 15 + 1;
+            while ((mantissa & 0x400u) == 0) {
+                mantissa <<= 1;
+                --exponent;
+            }
+            mantissa &= 0x3FFu;
+            out = sign | (exponent << 23) | (mantissa << 13);
+        }
+    } else {
+        out = sign | ((exponent + 127 - 15) << 23) | (mantissa << 13);
+    }
+    float f;
+    std::memcpy(&f, &out, sizeof f);
+    return f;
+}
+
+float bfloat16_to_float(std::uint16_t bits) {
+    const std::uint32_t out = std::uint32_t(bits) << 16;
+    float f;
+    std::memcpy(&f, &out, sizeof f);
+    return f;
+}
+
+std::size_t checked_mul(std::size_t a, std::size_t b, const std::string& subject) {
+    if (a != 0 && b > std::numeric_limits<std::size_t>::max() / a) {
+        throw Error(ErrorKind::Format, subject, "size overflows (" + std::to_string(a) + " x " + std::to_string(b) + ")");
+    }
+    return a * b;
+}
+
+std::size_t checked_add(std::size_t a, std::size_t b, const std::string& subject) {
+    if (b > std::numeric_limits<std::size_t>::max() - a) {
+        throw Error(ErrorKind::Format, subject, "size overflows (" + std::to_string(a) + " + " + std::to_string(b) + ")");
+    }
+    return a + b;
+}
+
+namespace {
+
+template <class T>
+T decode_one(const char* p, const ElementEncoding& e) {
+    if constexpr (std::is_same_v<T, bool>) {
+        return *p != 0;
+    } else {
+        std::uint64_t bits = 0;
+        const std::size_t n = sizeof(T);
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::size_t shift = e.big_endian ? 8 * (n - 1 - i) : 8 * i;
+            bits |= std::uint64_t(static_cast<unsigned char>(p[i])) << shift;
+        }
+        T v;
+        if constexpr (sizeof(T) == 1) {
+            const auto b = static_cast<std::uint8_t>(bits);
+            std::memcpy(&v, &b, 1);
+        } else if constexpr (sizeof(T) == 2) {
+            const auto b = static_cast<std::uint16_t>(bits);
+            std::memcpy(&v, &b, 2);
+        } else if constexpr (sizeof(T) == 4) {
+            const auto b = static_cast<std::uint32_t>(bits);
+            std::memcpy(&v, &b, 4);
+        } else {
+            std::memcpy(&v, &bits, 8);
+        }
+        return v;
+    }
+}
+
+float decode_half(const char* p, const ElementEncoding& e) {
+    const auto b0 = static_cast<unsigned char>(p[0]);
+    const auto b1 = static_cast<unsigned char>(p[1]);
+    const auto bits = static_cast<std::uint16_t>(e.big_endian ? (b0 << 8) | b1 : (b1 << 8) | b0);
+    return e.half == ElementEncoding::Half::Float16 ? float16_to_float(bits) : bfloat16_to_float(bits);
+}
+
+// Row-major index i of the output -> offset of the same element in column-major data.
+class FortranIndex {
+public:
+    explicit FortranIndex(const Shape& shape) : shape_(shape), index_(shape.size(), 0) {
+        stride_.resize(shape.size());
+        std::size_t s = 1;
+        for (std::size_t d = 0; d < shape.size(); ++d) {
+            stride_[d] = s;
+            s *= shape[d];
+        }
+    }
+    std::size_t offset() const { return offset_; }
+    void advance() {  // next row-major index
+        for (std::size_t d = shape_.size(); d-- > 0;) {
+            offset_ += stride_[d];
+            if (++index_[d] < shape_[d]) return;
+            offset_ -= stride_[d] * shape_[d];
+            index_[d] = 0;
+        }
+    }
+
+private:
+    Shape shape_;
+    Shape index_;
+    Shape stride_;
+    std::size_t offset_ = 0;
+};
+
+}  // namespace
+
+Tensor decode_elements(const ElementEncoding& e, const Shape& shape, const char* bytes, bool fortran_order) {
+    Tensor tensor = Tensor::empty(e.dtype, shape);
+    const std::size_t count = tensor.size();
+    tensor.visit([&](auto& a) {
+        using T = typename std::decay_t<decltype(a)>::value_type;
+        T* out = a.data();
+        auto element = [&](std::size_t k) -> T {
+            const char* p = bytes + k * e.item_size;
+            if constexpr (std::is_same_v<T, float>) {
+                if (e.half != ElementEncoding::Half::None) return decode_half(p, e);
+            }
+            return decode_one<T>(p, e);
+        };
+        const bool plain = !fortran_order || shape.size() < 2;
+        const bool native = !e.big_endian && e.half == ElementEncoding::Half::None && sizeof(T) == e.item_size &&
+                            !std::is_same_v<T, bool>;
+        if (plain && native) {
+            std::memcpy(out, bytes, count * sizeof(T));  // little-endian host: bytes are the values
+        } else if (plain) {
+            for (std::size_t k = 0; k < count; ++k) out[k] = element(k);
+        } else {
+            FortranIndex index(shape);
+            for (std::size_t k = 0; k < count; ++k, index.advance()) out[k] = element(index.offset());
+        }
+    });
+    return tensor;
+}
+
+}  // namespace attn::detail

@@ -1,0 +1,180 @@
+// Atomic output: a temporary file beside the target, renamed over it on commit.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "attn/io.hpp"
+#include "detail/temp_files.hpp"
+
+namespace attn::io {
+namespace {
+
+constexpr std::size_t kBufferSize = std::size_t(1) << 20;
+
+[[noreturn]] void fail_errno(const std::string& path, const std::string& what, int err) {
+    throw Error(ErrorKind::Io, path, what + ": " + std::strerror(err));
+}
+
+void write_all(int fd, const char* data, std::size_t size, const std::string& path) {
+    while (size > 0) {
+        const ssize_t n = ::write(fd, data, size);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            fail_errno(path, "write failed", errno);
+        }
+        data += n;
+        size -= static_cast<std::size_t>(n);
+    }
+}
+
+std::string directory_of(const std::string& path) {
+    const auto slash = path.rfind('/');
+    if (slash == std::string::npos) return ".";
+    if (slash == 0) return "/";
+    return path.substr(0, slash);
+}
+
+std::string base_of(const std::string& path) {
+    const auto slash = path.rfind('/');
+    return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+}  // namespace
+
+OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
+    buffer_.reserve(kBufferSize);
+    if (path_ == "-") {
+        is_stdout_ = true;
+        fd_ = STDOUT_FILENO;
+        return;
+    }
+    if (path_.empty()) throw Error(ErrorKind::Usage, "output", "empty file name");
+    struct stat target {};
+    mode_t mode;
+    if (::stat(path_.c_str(), &target) == 0) {
+        if (S_ISDIR(target.st_mode)) throw Error(ErrorKind::Io, path_, "is a directory");
+        mode = target.st_mode & 07777;
+    } else {
+        const mode_t mask = ::umask(0);
+        ::umask(mask);
+        mode = 0666 & ~mask;
+    }
+    std::string temp = directory_of(path_) + "/." + base_of(path_) + ".tmp-XXXXXX";
+    fd_ = ::mkostemp(temp.data(), O_CLOEXEC);
+    if (fd_ < 0) fail_errno(path_, "cannot create output file", errno);
+    temp_path_ = temp;
+    detail::register_temp_file(temp_path_);
+    ::fchmod(fd_, mode);
+}
+
+OutputFile::~OutputFile() {
+    if (is_stdout_ || fd_ < 0) return;
+    ::close(fd_);
+    if (!committed_) {
+        ::unlink(temp_path_.c_str());
+        detail::unregister_temp_file(temp_path_);
+    }
+}
+
+void OutputFile::write(const char* data, std::size_t size) {
+    if (committed_) throw Error(ErrorKind::Io, path_, "write after commit");
+    if (buffer_.size() + size > kBufferSize) {
+        flush();
+        if (size >= kBufferSize) {
+            write_all(fd_, data, size, path_);
+            return;
+        }
+    }
+    buffer_.append(data, size);
+}
+
+void OutputFile::flush() {
+    write_all(fd_, buffer_.data(), buffer_.size(), path_);
+    buffer_.clear();
+}
+
+void OutputFile::commit() {
+    if (committed_) return;
+    flush();
+    if (is_stdout_) {
+        committed_ = true;
+        return;
+    }
+    if (::close(fd_) != 0) {
+        const int err = errno;
+        fd_ = -1;
+        ::unlink(temp_path_.c_str());
+        detail::unregister_temp_file(temp_path_);
+        fail_errno(path_, "write failed", err);
+    }
+    fd_ = -1;
+    if (::rename(temp_path_.c_str(), path_.c_str()) != 0) {
+        const int err = errno;
+        ::unlink(temp_path_.c_str());
+        detail::unregister_temp_file(temp_path_);
+        fail_errno(path_, "cannot replace output file", err);
+    }
+    detail::unregister_temp_file(temp_path_);
+    committed_ = true;
+}
+
+}  // namespace attn::io
+
+// ---- the registry of temporary files ---------------------------------------------------
+// Fixed storage and atomics only, so that remove_pending_outputs can run in a signal
+// handler (unlink is async-signal-safe; malloc and locks are not).
+#include <array>
+#include <atomic>
+
+namespace attn::detail {
+namespace {
+
+constexpr std::size_t kMaxTempFiles = 16;
+constexpr std::size_t kMaxTempPath = 4096;
+
+struct TempSlot {
+    std::atomic<bool> used{false};
+    char path[kMaxTempPath] = {};
+};
+
+std::array<TempSlot, kMaxTempFiles>& temp_slots() {
+    static std::array<TempSlot, kMaxTempFiles> slots;
+    return slots;
+}
+
+}  // namespace
+
+void register_temp_file(const std::string& path) {
+    if (path.size() >= kMaxTempPath) return;  // not removable from a signal handler; still removed normally
+    for (auto& slot : temp_slots()) {
+        bool expected = false;
+        if (slot.used.load() || !slot.used.compare_exchange_strong(expected, true)) continue;
+        std::memcpy(slot.path, path.c_str(), path.size() + 1);
+        return;
+    }
+}
+
+void unregister_temp_file(const std::string& path) {
+    for (auto& slot : temp_slots()) {
+        if (slot.used.load() && path == slot.path) {
+            slot.path[0] = '\0';
+            slot.used.store(false);
+            return;
+        }
+    }
+}
+
+}  // namespace attn::detail
+
+namespace attn::io {
+
+void remove_pending_outputs() noexcept {
+    for (auto& slot : detail::temp_slots()) {
+        if (slot.used.load() && slot.path[0] != '\0') ::unlink(slot.path);
+    }
+}
+
+}  // namespace attn::io

@@ -1,0 +1,117 @@
+#include "attn/tensor.hpp"
+
+#include <array>
+#include <limits>
+
+namespace attn {
+namespace {
+
+struct DTypeInfo {
+    DType dtype;
+    std::string_view name;
+    std::size_t size;
+};
+
+constexpr std::array<DTypeInfo, 11> kDTypes = {{
+    {DType::Bool, "bool", 1},
+    {DType::Int8, "int8", 1},
+    {DType::Int16, "int16", 2},
+    {DType::Int32, "int32", 4},
+    {DType::Int64, "int64", 8},
+    {DType::UInt8, "uint8", 1},
+    {DType::UInt16, "uint16", 2},
+    {DType::UInt32, "uint32", 4},
+    {DType::UInt64, "uint64", 8},
+    {DType::Float32, "float32", 4},
+    {DType::Float64, "float64", 8},
+}};
+
+const DTypeInfo& info(DType dtype) { return kDTypes[static_cast<std::size_t>(dtype)]; }
+
+}  // namespace
+
+std::string_view dtype_name(DType dtype) { return info(dtype).name; }
+
+std::optional<DType> dtype_from_name(std::string_view name) {
+    for (const auto& d : kDTypes) {
+        if (d.name == name) return d.dtype;
+    }
+    return std::nullopt;
+}
+
+std::size_t dtype_size(DType dtype) { return info(dtype).size; }
+
+bool is_floating(DType dtype) { return dtype == DType::Float32 || dtype == DType::Float64; }
+
+std::string shape_to_string(const Shape& shape) {
+    std::string s = "(";
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        if (i > 0) s += ", ";
+        s += std::to_string(shape[i]);
+    }
+    if (shape.size() == 1) s += ",";
+    return s + ")";
+}
+
+std::size_t checked_element_count(const Shape& shape, const std::string& subject) {
+    std::size_t count = 1;
+    for (std::size_t d : shape) {
+        if (d != 0 && count > std::numeric_limits<std::size_t>::max() / d) {
+            throw Error(ErrorKind::Value, subject, "shape " + shape_to_string(shape) + " has too many elements");
+        }
+        count *= d;
+    }
+    return count;
+}
+
+Tensor Tensor::zeros(DType dtype, const Shape& shape) {
+    return dispatch_dtype(dtype, [&](auto tag) {
+        using T = decltype(tag);
+        typename xt::xarray<T>::shape_type s(shape.begin(), shape.end());
+        return Tensor(xt::xarray<T>(s, T{}));
+    });
+}
+
+Tensor Tensor::empty(DType dtype, const Shape& shape) {
+    return dispatch_dtype(dtype, [&](auto tag) {
+        using T = decltype(tag);
+        return Tensor(xt::xarray<T>::from_shape(shape));
+    });
+}
+
+Shape Tensor::shape() const {
+    return visit([](const auto& a) { return Shape(a.shape().begin(), a.shape().end()); });
+}
+
+std::size_t Tensor::rank() const {
+    return visit([](const auto& a) { return a.dimension(); });
+}
+
+std::size_t Tensor::size() const {
+    return visit([](const auto& a) { return a.size(); });
+}
+
+const void* Tensor::data() const {
+    return visit([](const auto& a) -> const void* { return a.data(); });
+}
+
+void* Tensor::data() {
+    return visit([](auto& a) -> void* { return a.data(); });
+}
+
+Tensor Tensor::to(DType dtype) const& {
+    if (dtype == this->dtype()) return *this;
+    return dispatch_dtype(dtype, [&](auto tag) { return Tensor(cast<decltype(tag)>()); });
+}
+
+Tensor Tensor::to(DType dtype) && {
+    if (dtype == this->dtype()) return std::move(*this);
+    return static_cast<const Tensor&>(*this).to(dtype);
+}
+
+void Tensor::throw_wrong_dtype(DType wanted) const {
+    throw Error(ErrorKind::Value, "tensor",
+                "expected dtype " + std::string(dtype_name(wanted)) + ", found " + std::string(dtype_name(dtype())));
+}
+
+}  // namespace attn

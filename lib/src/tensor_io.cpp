@@ -1,0 +1,271 @@
+// Dispatch between formats, whole-file reading and atomic writing of OUT arguments.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "attn/io.hpp"
+#include "detail/npy_header.hpp"
+
+namespace attn::io {
+namespace {
+
+[[noreturn]] void fail_errno(const std::string& path, const std::string& what, int err) {
+    throw Error(ErrorKind::Io, path, what + ": " + std::strerror(err));
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return out;
+}
+
+// An open file descriptor, closed on scope exit.
+class InputFile {
+public:
+    explicit InputFile(const std::string& path) : path_(path) {
+        if (path == "-") {
+            fd_ = STDIN_FILENO;
+            owned_ = false;
+        } else {
+            fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+            if (fd_ < 0) fail_errno(path, "cannot open", errno);
+        }
+        struct stat st {};
+        if (::fstat(fd_, &st) != 0) fail_errno(path, "cannot stat", errno);
+        if (S_ISDIR(st.st_mode)) throw Error(ErrorKind::Io, path, "is a directory, expected a tensor file");
+        regular_ = S_ISREG(st.st_mode);
+        size_ = regular_ ? static_cast<std::size_t>(st.st_size) : 0;
+    }
+    ~InputFile() {
+        if (owned_ && fd_ >= 0) ::close(fd_);
+    }
+    InputFile(const InputFile&) = delete;
+    InputFile& operator=(const InputFile&) = delete;
+
+    bool regular() const { return regular_; }
+    std::size_t size() const { return size_; }
+
+    // Reads exactly `size` bytes at `offset` of a regular file.
+    void read_at(char* out, std::size_t size, std::size_t offset) const {
+        while (size > 0) {
+            const ssize_t n = ::pread(fd_, out, std::min<std::size_t>(size, std::size_t(1) << 30), static_cast<off_t>(offset));
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                fail_errno(path_, "read failed", errno);
+            }
+            if (n == 0) throw Error(ErrorKind::Io, path_, "file shrank while being read");
+            out += n;
+            size -= static_cast<std::size_t>(n);
+            offset += static_cast<std::size_t>(n);
+        }
+    }
+
+    std::string read_all() const {
+        std::string bytes;
+        if (regular_) {
+            bytes.resize(size_);
+            read_at(bytes.data(), size_, 0);
+            return bytes;
+        }
+        std::size_t used = 0;
+        bytes.resize(std::size_t(1) << 16);
+        while (true) {
+            if (used == bytes.size()) bytes.resize(bytes.size() * 2);
+            const ssize_t n = ::read(fd_, bytes.data() + used, bytes.size() - used);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                fail_errno(path_, "read failed", errno);
+            }
+            if (n == 0) break;
+            used += static_cast<std::size_t>(n);
+        }
+        bytes.resize(used);
+        return bytes;
+    }
+
+private:
+    std::string path_;
+    int fd_ = -1;
+    bool owned_ = true;
+    bool regular_ = false;
+    std::size_t size_ = 0;
+};
+
+// A regular .npy file read straight into the tensor's memory: one copy, no file buffer.
+Tensor read_npy_file(const InputFile& file, const std::string& name) {
+    std::string prefix(std::min(file.size(), detail::kNpyMaxPrefix), '\0');
+    file.read_at(prefix.data(), prefix.size(), 0);
+    const detail::NpyHeader header = detail::parse_npy_header(prefix, file.size(), name);
+    detail::check_npy_data_size(header, file.size(), name);
+    const auto& e = header.encoding;
+    const bool native = !e.big_endian && e.half == detail::ElementEncoding::Half::None && !header.fortran_order &&
+                        e.dtype != DType::Bool && dtype_size(e.dtype) == e.item_size;
+    if (native) {
+        Tensor tensor = Tensor::empty(e.dtype, header.shape);
+        file.read_at(static_cast<char*>(tensor.data()), header.data_size, header.data_offset);
+        return tensor;
+    }
+    std::string data(header.data_size, '\0');
+    file.read_at(data.data(), data.size(), header.data_offset);
+    return detail::decode_elements(e, header.shape, data.data(), header.fortran_order);
+}
+
+std::string display_name(const std::string& path) { return path == "-" ? "<stdin>" : path; }
+
+Format resolve_input_format(const std::string& path, std::string_view bytes) {
+    if (path != "-") {
+        if (auto f = format_from_extension(path)) return *f;
+    }
+    if (auto f = sniff_format(bytes)) return *f;
+    if (bytes.empty()) throw Error(ErrorKind::Format, display_name(path), "file is empty (expected a tensor)");
+    throw Error(ErrorKind::Format, display_name(path),
+                "unrecognised format (expected .npy, .npz, .safetensors or JSON content)");
+}
+
+std::string join_names(const std::vector<std::string>& names) {
+    std::string s;
+    for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
+    return s.empty() ? "none" : s;
+}
+
+// The archive's only tensor, when no member was named.
+std::string only_member(const std::vector<std::string>& names, const std::string& name) {
+    if (names.size() == 1) return names.front();
+    throw Error(ErrorKind::Format, name,
+                "holds " + std::to_string(names.size()) + " tensors (" + join_names(names) +
+                    "); name one as " + name + ":NAME");
+}
+
+}  // namespace
+
+TensorRef parse_tensor_ref(std::string_view spec) {
+    for (std::string_view ext : {".npz:", ".safetensors:", ".json:"}) {
+        const auto at = lower(spec).rfind(ext);
+        if (at != std::string::npos) {
+            const std::size_t colon = at + ext.size() - 1;
+            return {std::string(spec.substr(0, colon)), std::string(spec.substr(colon + 1))};
+        }
+    }
+    if (spec.size() > 1 && spec.substr(0, 2) == "-:") return {"-", std::string(spec.substr(2))};
+    return {std::string(spec), ""};
+}
+
+std::optional<Format> format_from_extension(std::string_view path) {
+    const std::string p = lower(path);
+    if (ends_with(p, ".npy")) return Format::Npy;
+    if (ends_with(p, ".npz")) return Format::Npz;
+    if (ends_with(p, ".safetensors")) return Format::Safetensors;
+    if (ends_with(p, ".json")) return Format::Json;
+    return std::nullopt;
+}
+
+std::optional<Format> sniff_format(std::string_view bytes) {
+    if (bytes.size() >= 6 && bytes.substr(0, 6) == std::string_view("\x93NUMPY", 6)) return Format::Npy;
+    if (bytes.size() >= 4 && bytes.substr(0, 4) == std::string_view("PK\x03\x04", 4)) return Format::Npz;
+    if (bytes.size() >= 9 && bytes[8] == '{') {
+        const std::uint64_t header = detail::load_le(bytes.data(), 8);
+        if (header >= 2 && header <= bytes.size() - 8) return Format::Safetensors;
+    }
+    for (char c : bytes) {
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
+        if (c == '[' || c == '{') return Format::Json;
+        break;
+    }
+    return std::nullopt;
+}
+
+std::string read_file(const std::string& path) { return InputFile(path).read_all(); }
+
+Tensor read_tensor(const std::string& spec) {
+    const TensorRef ref = parse_tensor_ref(spec);
+    const std::string name = display_name(ref.path);
+    const std::string subject = ref.member.empty() ? name : name + ":" + ref.member;
+    InputFile file(ref.path);
+    const auto by_extension = ref.path == "-" ? std::nullopt : format_from_extension(ref.path);
+    if (by_extension == Format::Npy && file.regular()) {
+        if (!ref.member.empty()) throw Error(ErrorKind::Usage, subject, "an .npy file holds one tensor; drop ':" + ref.member + "'");
+        return read_npy_file(file, name);
+    }
+    const std::string bytes = file.read_all();
+    switch (resolve_input_format(ref.path, bytes)) {
+        case Format::Npy:
+            if (!ref.member.empty()) throw Error(ErrorKind::Usage, subject, "an .npy file holds one tensor; drop ':" + ref.member + "'");
+            return decode_npy(bytes, name);
+        case Format::Npz:
+            if (bytes.empty()) throw Error(ErrorKind::Format, name, "file is empty (expected an npz archive)");
+            return decode_npz_member(bytes, ref.member.empty() ? only_member(npz_member_names(bytes, name), name) : ref.member, name);
+        case Format::Safetensors:
+            if (bytes.empty()) throw Error(ErrorKind::Format, name, "file is empty (expected a safetensors file)");
+            return decode_safetensors_member(
+                bytes, ref.member.empty() ? only_member(safetensors_names(bytes, name), name) : ref.member, name);
+        case Format::Json:
+            break;
+    }
+    if (ref.member.empty()) return decode_json(bytes, name);
+    NamedTensors all = decode_json_archive(bytes, name);
+    std::vector<std::string> names;
+    for (auto& [member, tensor] : all) {
+        if (member == ref.member) return std::move(tensor);
+        names.push_back(member);
+    }
+    throw Error(ErrorKind::Format, subject, "no tensor named '" + ref.member + "' (members: " + join_names(names) + ")");
+}
+
+NamedTensors read_tensor_archive(const std::string& path) {
+    const std::string name = display_name(path);
+    const std::string bytes = read_file(path);
+    switch (resolve_input_format(path, bytes)) {
+        case Format::Npz: return decode_npz(bytes, name);
+        case Format::Safetensors: return decode_safetensors(bytes, name);
+        case Format::Json: return decode_json_archive(bytes, name);
+        case Format::Npy: break;
+    }
+    throw Error(ErrorKind::Format, name, "expected an archive of named tensors (.npz, .safetensors or a JSON object), found an npy file");
+}
+
+Format output_format(const std::string& path, const WriteOptions& options) {
+    if (options.format) return *options.format;
+    if (path == "-") return Format::Json;
+    if (auto f = format_from_extension(path)) return *f;
+    throw Error(ErrorKind::Usage, path, "cannot tell the output format: expected a name ending in .npy, .json, .npz or .safetensors");
+}
+
+void encode_tensor(const Tensor& tensor, Format format, ByteSink& sink, const WriteOptions& options) {
+    switch (format) {
+        case Format::Npy: encode_npy(tensor, sink); break;
+        case Format::Json: encode_json(tensor, sink, options.json_layout); break;
+        case Format::Npz: encode_npz({{"arr_0", tensor}}, sink); break;
+        case Format::Safetensors: encode_safetensors({{"arr_0", tensor}}, sink); break;
+    }
+}
+
+void write_tensor(const std::string& path, const Tensor& tensor, const WriteOptions& options) {
+    const Format format = output_format(path, options);
+    OutputFile out(path);
+    encode_tensor(tensor, format, out, options);
+    out.commit();
+}
+
+void write_tensor_archive(const std::string& path, const NamedTensors& tensors) {
+    const auto format = path == "-" ? std::optional<Format>(Format::Json) : format_from_extension(path);
+    if (!format || *format == Format::Npy) {
+        throw Error(ErrorKind::Usage, path, "expected a weights file name ending in .npz, .safetensors or .json");
+    }
+    OutputFile out(path);
+    switch (*format) {
+        case Format::Npz: encode_npz(tensors, out); break;
+        case Format::Safetensors: encode_safetensors(tensors, out); break;
+        default: encode_json_archive(tensors, out); break;
+    }
+    out.commit();
+}
+
+}  // namespace attn::io
