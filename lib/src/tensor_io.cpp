@@ -254,17 +254,27 @@ void write_tensor(const std::string& path, const Tensor& tensor, const WriteOpti
     out.commit();
 }
 
-void write_tensor_archive(const std::string& path, const NamedTensors& tensors) {
+Format archive_format(const std::string& path) {
     const auto format = path == "-" ? std::optional<Format>(Format::Json) : format_from_extension(path);
     if (!format || *format == Format::Npy) {
         throw Error(ErrorKind::Usage, path, "expected a weights file name ending in .npz, .safetensors or .json");
     }
-    OutputFile out(path);
-    switch (*format) {
-        case Format::Npz: encode_npz(tensors, out); break;
-        case Format::Safetensors: encode_safetensors(tensors, out); break;
-        default: encode_json_archive(tensors, out); break;
+    return *format;
+}
+
+void encode_tensor_archive(const NamedTensors& tensors, Format format, ByteSink& sink) {
+    switch (format) {
+        case Format::Npz: encode_npz(tensors, sink); break;
+        case Format::Safetensors: encode_safetensors(tensors, sink); break;
+        case Format::Json: encode_json_archive(tensors, sink); break;
+        case Format::Npy: throw Error(ErrorKind::Usage, "archive", "an .npy file holds one tensor, not named tensors");
     }
+}
+
+void write_tensor_archive(const std::string& path, const NamedTensors& tensors) {
+    const Format format = archive_format(path);
+    OutputFile out(path);
+    encode_tensor_archive(tensors, format, out);
     out.commit();
 }
 

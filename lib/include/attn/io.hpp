@@ -146,6 +146,11 @@ void encode_tensor(const Tensor& tensor, Format format, ByteSink& sink, const Wr
 Format output_format(const std::string& path, const WriteOptions& options);
 // Writes one tensor to an OUT argument, atomically.
 void write_tensor(const std::string& path, const Tensor& tensor, const WriteOptions& options = {});
+// The archive format of a weights file name (.npz, .safetensors, .json; "-" is JSON);
+// throws ErrorKind::Usage naming the path otherwise.
+Format archive_format(const std::string& path);
+// Encodes named tensors in an archive format (JSON: an object of tensors).
+void encode_tensor_archive(const NamedTensors& tensors, Format format, ByteSink& sink);
 // Writes named tensors to .npz, .safetensors or .json (by extension), atomically.
 void write_tensor_archive(const std::string& path, const NamedTensors& tensors);
 

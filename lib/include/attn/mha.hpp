@@ -1,0 +1,87 @@
+// attn/mha.hpp - multi-head attention as torch.nn.MultiheadAttention(batch_first=True).
+//
+// Project Q, K, V (y = x·Wᵀ + b, as a Linear), split E into H heads, attend per head
+// through scaled_dot_product_attention (the same kernel as sdpa), concatenate, project
+// out. Weights load from PyTorch's state_dict names (packed in_proj_weight or
+// q/k/v_proj_weight, or separate-Linear q_proj.weight…) and save back under them, so
+// that load_state_dict reproduces a run. Beyond PyTorch: grouped-query attention with
+// kv_heads K/V heads (K/V projections of kv_heads·E/H outputs).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "attn/attention.hpp"
+#include "attn/io.hpp"
+#include "attn/tensor.hpp"
+
+namespace attn {
+
+// The parameters of one attention layer, in the shapes PyTorch gives them.
+struct MhaWeights {
+    Tensor q_weight;                     // (E, E)
+    Tensor k_weight;                     // (Ekv, kdim); Ekv = E for ordinary MHA
+    Tensor v_weight;                     // (Ekv, vdim)
+    std::optional<Tensor> q_bias;        // (E)
+    std::optional<Tensor> k_bias;        // (Ekv)
+    std::optional<Tensor> v_bias;        // (Ekv)
+    Tensor out_weight;                   // (E, E)
+    std::optional<Tensor> out_bias;      // (E)
+    std::optional<Tensor> bias_k;        // (1, 1, Ekv): add_bias_kv
+    std::optional<Tensor> bias_v;        // (1, 1, Ekv)
+
+    std::size_t embed_dim() const { return q_weight.shape()[0]; }
+    std::size_t kdim() const { return k_weight.shape()[1]; }
+    std::size_t vdim() const { return v_weight.shape()[1]; }
+};
+
+// Reads a layer from named tensors (a state_dict or a whole-model checkpoint, where
+// `prefix` picks the layer, e.g. "encoder.layers.0.self_attn."). Missing names give an
+// ErrorKind::Format error that lists the names expected and those found under the prefix;
+// `source` names the file.
+MhaWeights mha_weights_from_state_dict(const io::NamedTensors& tensors, const std::string& prefix,
+                                       const std::string& source);
+
+// PyTorch's state_dict names for these weights: in_proj_weight when Q, K and V all
+// project from E to E, else q/k/v_proj_weight; grouped-query layers (which PyTorch's
+// module cannot hold) use the separate-Linear names q_proj.weight, ….
+io::NamedTensors mha_state_dict(const MhaWeights& weights);
+
+struct MhaInit {
+    std::size_t embed_dim = 0, heads = 0, kv_heads = 0;  // kv_heads 0: = heads
+    std::size_t kdim = 0, vdim = 0;                      // 0: = embed_dim
+    bool bias = true;
+    bool add_bias_kv = false;
+};
+
+// Fresh weights drawn as torch.nn.MultiheadAttention's constructor draws them after
+// torch.manual_seed(seed): out_proj's Linear init, then xavier-uniform in_proj, zero
+// biases; bias_k/bias_v xavier-normal (deterministic, not bit-identical to torch).
+MhaWeights init_mha_weights(const MhaInit& init, std::uint64_t seed);
+
+struct MhaOptions {
+    std::size_t heads = 0;
+    std::size_t kv_heads = 0;   // 0: = heads
+    bool add_zero_attn = false;
+    bool average_heads = false; // weights (N, L, S) averaged over heads instead of (N, H, L, S)
+    // Masks, key padding, key lengths, causal, precision, threads, as for sdpa; `mask`
+    // may also be (L, S) or (N·H, L, S) (PyTorch's attn_mask shapes). scale is 1/√(E/H)
+    // unless set.
+    AttentionOptions attention;
+};
+
+struct MhaResult {
+    Tensor output;                 // (N, L, E), or (L, E) for unbatched (L, E) input
+    std::optional<Tensor> weights; // when asked for: (N, H, L, S) or averaged (N, L, S)
+    std::optional<Tensor> logits;  // when asked for: (N, H, L, S)
+};
+
+// Checks that the weights fit the inputs and options (ErrorKind::Shape, or Usage when E
+// does not divide by H or kv_heads does not divide H) and computes the layer.
+MhaResult multi_head_attention(const Tensor& query, const Tensor& key, const Tensor& value,
+                               const MhaWeights& weights, const MhaOptions& options, bool want_weights = false,
+                               bool want_logits = false);
+
+}  // namespace attn

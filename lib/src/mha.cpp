@@ -1,0 +1,480 @@
+// Multi-head attention (torch.nn.MultiheadAttention, batch_first=True) on top of
+// scaled_dot_product_attention.
+#include "attn/mha.hpp"
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <tuple>
+
+#include <xtensor/xmanipulation.hpp>
+#include <xtensor/xreducer.hpp>
+#include <xtensor/xview.hpp>
+
+#include "attn/random.hpp"
+#include "detail/attention_problem.hpp"
+#include "detail/blas.hpp"
+
+namespace attn {
+namespace {
+
+[[noreturn]] void shape_error(const std::string& subject, const std::string& what) {
+    throw Error(ErrorKind::Shape, subject, what);
+}
+
+// Rows [begin, begin + count) of a matrix or vector, as a tensor of the same dtype.
+Tensor take_rows(const Tensor& t, std::size_t begin, std::size_t count) {
+    return t.visit([&](const auto& a) {
+        using T = typename std::decay_t<decltype(a)>::value_type;
+        return Tensor(xt::xarray<T>(xt::view(a, xt::range(begin, begin + count))));
+    });
+}
+
+// The tensors stacked along dim 0, in the dtype of the first.
+Tensor concat_rows(const std::vector<const Tensor*>& parts) {
+    return parts.front()->visit([&](const auto& first) {
+        using T = typename std::decay_t<decltype(first)>::value_type;
+        xt::xarray<T> out = parts.front()->cast<T>();
+        for (std::size_t i = 1; i < parts.size(); ++i) out = xt::concatenate(xt::xtuple(out, parts[i]->cast<T>()), 0);
+        return Tensor(std::move(out));
+    });
+}
+
+void expect_shape(const Tensor& t, const Shape& shape, const std::string& subject) {
+    if (t.shape() != shape) {
+        shape_error(subject, "expected shape " + shape_to_string(shape) + ", found " + shape_to_string(t.shape()));
+    }
+}
+
+class StateDict {
+public:
+    StateDict(const io::NamedTensors& tensors, std::string prefix, std::string source)
+        : prefix_(std::move(prefix)), source_(std::move(source)) {
+        for (const auto& [name, tensor] : tensors) {
+            if (name.compare(0, prefix_.size(), prefix_) == 0) by_name_.emplace(name.substr(prefix_.size()), &tensor);
+        }
+    }
+    const Tensor* find(const std::string& name) const {
+        auto it = by_name_.find(name);
+        return it == by_name_.end() ? nullptr : it->second;
+    }
+    std::optional<Tensor> optional(const std::string& name) const {
+        const Tensor* t = find(name);
+        return t ? std::optional<Tensor>(*t) : std::nullopt;
+    }
+    std::string subject(const std::string& name) const { return source_ + ": " + prefix_ + name; }
+    [[noreturn]] void missing(const std::string& expected) const {
+        std::string found;
+        for (const auto& [name, tensor] : by_name_) found += (found.empty() ? "" : ", ") + prefix_ + name;
+        throw Error(ErrorKind::Format, source_,
+                    "expected " + expected + (prefix_.empty() ? "" : " under prefix '" + prefix_ + "'") +
+                        "; found: " + (found.empty() ? "no tensors" : found));
+    }
+
+private:
+    std::string prefix_;
+    std::string source_;
+    std::map<std::string, const Tensor*> by_name_;
+};
+
+constexpr const char* kExpectedInProj =
+    "in_proj_weight, or q_proj_weight/k_proj_weight/v_proj_weight, or q_proj.weight/k_proj.weight/v_proj.weight";
+
+}  // namespace
+
+MhaWeights mha_weights_from_state_dict(const io::NamedTensors& tensors, const std::string& prefix,
+                                       const std::string& source) {
+    const StateDict dict(tensors, prefix, source);
+    MhaWeights w;
+    std::optional<Tensor> packed_bias = dict.optional("in_proj_bias");
+    if (const Tensor* packed = dict.find("in_proj_weight")) {
+        const Shape s = packed->shape();
+        if (s.size() != 2 || s[0] != 3 * s[1]) {
+            shape_error(dict.subject("in_proj_weight"), "expected shape (3E, E), found " + shape_to_string(s));
+        }
+        const std::size_t e = s[1];
+        w.q_weight = take_rows(*packed, 0, e);
+        w.k_weight = take_rows(*packed, e, e);
+        w.v_weight = take_rows(*packed, 2 * e, e);
+    } else if (dict.find("q_proj_weight") && dict.find("k_proj_weight") && dict.find("v_proj_weight")) {
+        w.q_weight = *dict.find("q_proj_weight");
+        w.k_weight = *dict.find("k_proj_weight");
+        w.v_weight = *dict.find("v_proj_weight");
+    } else if (dict.find("q_proj.weight") && dict.find("k_proj.weight") && dict.find("v_proj.weight")) {
+        w.q_weight = *dict.find("q_proj.weight");
+        w.k_weight = *dict.find("k_proj.weight");
+        w.v_weight = *dict.find("v_proj.weight");
+        w.q_bias = dict.optional("q_proj.bias");
+        w.k_bias = dict.optional("k_proj.bias");
+        w.v_bias = dict.optional("v_proj.bias");
+    } else {
+        dict.missing(std::string(kExpectedInProj) + ", and out_proj.weight (or o_proj.weight)");
+    }
+    const char* out_name = dict.find("out_proj.weight") ? "out_proj" : "o_proj";
+    const Tensor* out = dict.find(std::string(out_name) + ".weight");
+    if (!out) dict.missing("out_proj.weight (or o_proj.weight)");
+    w.out_weight = *out;
+    w.out_bias = dict.optional(std::string(out_name) + ".bias");
+    w.bias_k = dict.optional("bias_k");
+    w.bias_v = dict.optional("bias_v");
+
+    // Shapes: Q (E, E), K/V (Ekv, kdim/vdim), out (E, E), biases to match.
+    const std::pair<const Tensor*, std::string> matrices[] = {{&w.q_weight, "query projection"},
+                                                              {&w.k_weight, "key projection"},
+                                                              {&w.v_weight, "value projection"},
+                                                              {&w.out_weight, std::string(out_name) + ".weight"}};
+    for (const auto& [t, name] : matrices) {
+        if (t->rank() != 2) shape_error(source + ": " + name, "expected a matrix, found shape " + shape_to_string(t->shape()));
+    }
+    const std::size_t e = w.q_weight.shape()[0];
+    const std::size_t ekv = w.k_weight.shape()[0];
+    expect_shape(w.q_weight, {e, e}, source + ": query projection weight");
+    if (w.v_weight.shape()[0] != ekv) {
+        shape_error(source + ": value projection weight", "expected " + std::to_string(ekv) + " rows like the key's, found " +
+                                                              shape_to_string(w.v_weight.shape()));
+    }
+    expect_shape(w.out_weight, {e, e}, dict.subject(std::string(out_name) + ".weight"));
+    if (packed_bias) {
+        expect_shape(*packed_bias, {e + 2 * ekv}, dict.subject("in_proj_bias"));
+        w.q_bias = take_rows(*packed_bias, 0, e);
+        w.k_bias = take_rows(*packed_bias, e, ekv);
+        w.v_bias = take_rows(*packed_bias, e + ekv, ekv);
+    }
+    if (w.q_bias) expect_shape(*w.q_bias, {e}, source + ": query projection bias");
+    if (w.k_bias) expect_shape(*w.k_bias, {ekv}, source + ": key projection bias");
+    if (w.v_bias) expect_shape(*w.v_bias, {ekv}, source + ": value projection bias");
+    if (w.out_bias) expect_shape(*w.out_bias, {e}, dict.subject(std::string(out_name) + ".bias"));
+    if (w.bias_k.has_value() != w.bias_v.has_value()) dict.missing("both bias_k and bias_v, or neither");
+    if (w.bias_k) {
+        expect_shape(*w.bias_k, {1, 1, ekv}, dict.subject("bias_k"));
+        expect_shape(*w.bias_v, {1, 1, ekv}, dict.subject("bias_v"));
+    }
+    return w;
+}
+
+io::NamedTensors mha_state_dict(const MhaWeights& w) {
+    const std::size_t e = w.embed_dim();
+    const bool grouped = w.k_weight.shape()[0] != e;
+    const bool in_bias_all = w.q_bias && w.k_bias && w.v_bias;
+    const bool in_bias_none = !w.q_bias && !w.k_bias && !w.v_bias;
+    io::NamedTensors dict;
+    if (grouped || !(in_bias_all || in_bias_none)) {  // not a shape torch's module can hold
+        const std::pair<const char*, std::pair<const Tensor*, const std::optional<Tensor>*>> linears[] = {
+            {"q_proj", {&w.q_weight, &w.q_bias}}, {"k_proj", {&w.k_weight, &w.k_bias}},
+            {"v_proj", {&w.v_weight, &w.v_bias}}};
+        for (const auto& [name, parts] : linears) {
+            dict.emplace_back(std::string(name) + ".weight", *parts.first);
+            if (*parts.second) dict.emplace_back(std::string(name) + ".bias", **parts.second);
+        }
+    } else {
+        if (w.kdim() == e && w.vdim() == e) {
+            dict.emplace_back("in_proj_weight", concat_rows({&w.q_weight, &w.k_weight, &w.v_weight}));
+        } else {
+            dict.emplace_back("q_proj_weight", w.q_weight);
+            dict.emplace_back("k_proj_weight", w.k_weight);
+            dict.emplace_back("v_proj_weight", w.v_weight);
+        }
+        if (in_bias_all) dict.emplace_back("in_proj_bias", concat_rows({&*w.q_bias, &*w.k_bias, &*w.v_bias}));
+    }
+    if (w.bias_k) {
+        dict.emplace_back("bias_k", *w.bias_k);
+        dict.emplace_back("bias_v", *w.bias_v);
+    }
+    dict.emplace_back("out_proj.weight", w.out_weight);
+    if (w.out_bias) dict.emplace_back("out_proj.bias", *w.out_bias);
+    return dict;
+}
+
+MhaWeights init_mha_weights(const MhaInit& init, std::uint64_t seed) {
+    const std::size_t e = init.embed_dim;
+    const std::size_t heads = init.heads;
+    const std::size_t kv_heads = init.kv_heads == 0 ? heads : init.kv_heads;
+    if (e == 0 || heads == 0 || e % heads != 0) {
+        throw Error(ErrorKind::Usage, "--heads", "embed dim " + std::to_string(e) + " must be a positive multiple of " +
+                                                     std::to_string(heads) + " heads");
+    }
+    if (heads % kv_heads != 0) {
+        throw Error(ErrorKind::Usage, "--kv-heads", std::to_string(kv_heads) + " must divide " + std::to_string(heads) + " heads");
+    }
+    const std::size_t ekv = kv_heads * (e / heads);
+    const std::size_t kdim = init.kdim ? init.kdim : e;
+    const std::size_t vdim = init.vdim ? init.vdim : e;
+    TorchGenerator gen(seed);
+    auto matrix = [](std::size_t rows, std::size_t cols) { return xt::xarray<float>::from_shape({rows, cols}); };
+    MhaWeights w;
+    // NonDynamicallyQuantizableLinear(E, E): kaiming_uniform_(a=√5) on the weight, then a
+    // bias draw that MultiheadAttention later overwrites with zeros (it still uses the RNG).
+    xt::xarray<float> out = matrix(e, e);
+    {
+        const double a = std::sqrt(5.0);
+        const double gain = std::sqrt(2.0 / (1 + a * a));
+        const double bound = std::sqrt(3.0) * (gain / std::sqrt(static_cast<double>(e)));
+        gen.fill_uniform(out.data(), out.size(), -bound, bound);
+        if (init.bias) {
+            std::vector<float> discarded(e);
+            const double bias_bound = 1.0 / std::sqrt(static_cast<double>(e));
+            gen.fill_uniform(discarded.data(), e, -bias_bound, bias_bound);
+        }
+    }
+    auto xavier_uniform = [&](xt::xarray<float>& m) {
+        const double fan_out = static_cast<double>(m.shape()[0]), fan_in = static_cast<double>(m.shape()[1]);
+        const double bound = std::sqrt(3.0) * std::sqrt(2.0 / (fan_in + fan_out));
+        gen.fill_uniform(m.data(), m.size(), -bound, bound);
+    };
+    if (kdim == e && vdim == e && ekv == e) {  // one packed (3E, E) in_proj_weight
+        xt::xarray<float> packed = matrix(3 * e, e);
+        xavier_uniform(packed);
+        const Tensor t(std::move(packed));
+        w.q_weight = take_rows(t, 0, e);
+        w.k_weight = take_rows(t, e, e);
+        w.v_weight = take_rows(t, 2 * e, e);
+    } else {
+        xt::xarray<float> q = matrix(e, e), k = matrix(ekv, kdim), v = matrix(ekv, vdim);
+        xavier_uniform(q);
+        xavier_uniform(k);
+        xavier_uniform(v);
+        w.q_weight = Tensor(std::move(q));
+        w.k_weight = Tensor(std::move(k));
+        w.v_weight = Tensor(std::move(v));
+    }
+    w.out_weight = Tensor(std::move(out));
+    if (init.bias) {
+        w.q_bias = Tensor::zeros(DType::Float32, {e});
+        w.k_bias = Tensor::zeros(DType::Float32, {ekv});
+        w.v_bias = Tensor::zeros(DType::Float32, {ekv});
+        w.out_bias = Tensor::zeros(DType::Float32, {e});
+    }
+    if (init.add_bias_kv) {  // xavier_normal_ on (1, 1, Ekv): fan_in = fan_out = Ekv
+        const double std = std::sqrt(2.0 / (2.0 * static_cast<double>(ekv)));
+        for (auto* target : {&w.bias_k, &w.bias_v}) {
+            xt::xarray<float> b = xt::xarray<float>::from_shape({1, 1, ekv});
+            gen.fill_normal(b.data(), b.size(), 0.0, std);
+            *target = Tensor(std::move(b));
+        }
+    }
+    return w;
+}
+
+namespace {
+
+// y (rows, out) = x (rows, in) · Wᵀ + b, with every BLAS thread.
+template <class T>
+xt::xarray<T> linear(const T* x, std::size_t rows, std::size_t in, const Tensor& weight,
+                     const std::optional<Tensor>& bias) {
+    const xt::xarray<T> w = weight.cast<T>();
+    const std::size_t out_features = w.shape()[0];
+    xt::xarray<T> y = xt::xarray<T>::from_shape({rows, out_features});
+    detail::gemm(false, true, rows, out_features, in, T(1), x, in, w.data(), in, T(0), y.data(), out_features);
+    if (bias) {
+        const xt::xarray<T> b = bias->cast<T>();
+        for (std::size_t r = 0; r < rows; ++r) {
+            T* row = y.data() + r * out_features;
+            for (std::size_t c = 0; c < out_features; ++c) row[c] += b.data()[c];
+        }
+    }
+    return y;
+}
+
+// A mask tensor with `extra` columns appended that hide nothing (bool true, float 0);
+// `true_hides` says what a true bool means for this kind of mask.
+Tensor pad_columns(const Tensor& mask, std::size_t extra, bool true_hides) {
+    if (extra == 0) return mask;
+    return mask.visit([&](const auto& a) -> Tensor {
+        using T = typename std::decay_t<decltype(a)>::value_type;
+        auto shape = a.shape();
+        shape.back() = extra;
+        xt::xarray<T> pad(shape, std::is_same_v<T, bool> ? T(!true_hides) : T(0));
+        return Tensor(xt::xarray<T>(xt::concatenate(xt::xtuple(a, pad), a.dimension() - 1)));
+    });
+}
+
+// Combines two masks of the same convention into one (hidden if either hides).
+Tensor combine(const Tensor& a, const Tensor& b, bool true_hides) {
+    if (a.dtype() == DType::Bool && b.dtype() == DType::Bool) {
+        const auto& x = a.values<bool>();
+        const auto& y = b.values<bool>();
+        if (true_hides) return Tensor(xt::xarray<bool>(x || y));
+        return Tensor(xt::xarray<bool>(x && y));
+    }
+    auto additive = [&](const Tensor& t) -> xt::xarray<double> {
+        if (t.dtype() != DType::Bool) return t.cast<double>();
+        const auto& m = t.values<bool>();
+        const double ninf = -std::numeric_limits<double>::infinity();
+        const xt::xarray<bool> hidden = true_hides ? m : xt::xarray<bool>(!m);
+        return xt::where(hidden, ninf, 0.0);
+    };
+    return Tensor(xt::xarray<double>(additive(a) + additive(b)));
+}
+
+template <class T>
+MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& w,
+                  const MhaOptions& options, bool want_weights, bool want_logits) {
+    const std::size_t e = w.embed_dim();
+    const std::size_t heads = options.heads;
+    const std::size_t kv_heads = options.kv_heads == 0 ? heads : options.kv_heads;
+    if (heads == 0 || e % heads != 0) {
+        throw Error(ErrorKind::Usage, "--heads", "embed dim " + std::to_string(e) + " must divide by " +
+                                                     std::to_string(heads) + " heads");
+    }
+    if (heads % kv_heads != 0) {
+        throw Error(ErrorKind::Usage, "--kv-heads", std::to_string(kv_heads) + " must divide " + std::to_string(heads) + " heads");
+    }
+    const std::size_t hd = e / heads;
+    const std::size_t ekv = kv_heads * hd;
+    if (w.k_weight.shape()[0] != ekv) {
+        shape_error("weights", "key/value projections have " + std::to_string(w.k_weight.shape()[0]) + " outputs; " +
+                                   std::to_string(kv_heads) + " kv heads of " + std::to_string(hd) + " need " +
+                                   std::to_string(ekv) + (options.kv_heads == 0 ? " (set --kv-heads?)" : ""));
+    }
+    const bool unbatched = query.rank() == 2;
+    const Shape qs = query.shape(), ks = key.shape(), vs = value.shape();
+    for (auto [shape, name, dim] : {std::tuple{&qs, "query", e}, {&ks, "key", w.kdim()}, {&vs, "value", w.vdim()}}) {
+        if (shape->size() != (unbatched ? 2u : 3u) || shape->back() != dim) {
+            shape_error(name, std::string("expected ") + (unbatched ? "(L, " : "(N, L, ") + std::to_string(dim) +
+                                  ") like the query and the weights, found " + shape_to_string(*shape));
+        }
+    }
+    const std::size_t n = unbatched ? 1 : qs[0];
+    const std::size_t l = qs[qs.size() - 2];
+    const std::size_t s = ks[ks.size() - 2];
+    if ((!unbatched && (ks[0] != n || vs[0] != n)) || vs[vs.size() - 2] != s) {
+        shape_error("key/value", "batch and length must agree: query " + shape_to_string(qs) + ", key " +
+                                     shape_to_string(ks) + ", value " + shape_to_string(vs));
+    }
+
+    detail::set_blas_threads(options.attention.threads);
+    const xt::xarray<T> q_in = query.cast<T>(), k_in = key.cast<T>(), v_in = value.cast<T>();
+    xt::xarray<T> qp = linear<T>(q_in.data(), n * l, e, w.q_weight, w.q_bias);
+    xt::xarray<T> kp = linear<T>(k_in.data(), n * s, w.kdim(), w.k_weight, w.k_bias);
+    xt::xarray<T> vp = linear<T>(v_in.data(), n * s, w.vdim(), w.v_weight, w.v_bias);
+    kp.reshape({n, s, ekv});
+    vp.reshape({n, s, ekv});
+    std::size_t extra = 0;  // key columns appended after the S real ones
+    if (w.bias_k) {
+        const xt::xarray<T> bk = xt::broadcast(w.bias_k->cast<T>(), {n, std::size_t(1), ekv});
+        const xt::xarray<T> bv = xt::broadcast(w.bias_v->cast<T>(), {n, std::size_t(1), ekv});
+        kp = xt::concatenate(xt::xtuple(kp, bk), 1);
+        vp = xt::concatenate(xt::xtuple(vp, bv), 1);
+        ++extra;
+    }
+    if (options.add_zero_attn) {
+        const xt::xarray<T> zeros = xt::zeros<T>({n, std::size_t(1), ekv});
+        kp = xt::concatenate(xt::xtuple(kp, zeros), 1);
+        vp = xt::concatenate(xt::xtuple(vp, zeros), 1);
+        ++extra;
+    }
+    const std::size_t s_all = s + extra;
+    // (N, len, heads·hd) -> (N, heads, len, hd)
+    auto split_heads = [&](const xt::xarray<T>& x, std::size_t len, std::size_t h) {
+        return Tensor(xt::xarray<T>(xt::transpose(xt::reshape_view(x, {n, len, h, hd}), {0, 2, 1, 3})));
+    };
+    const Tensor qh = split_heads(qp, l, heads);
+    const Tensor kh = split_heads(kp, s_all, kv_heads);
+    const Tensor vh = split_heads(vp, s_all, kv_heads);
+
+    AttentionOptions attention = options.attention;
+    if (attention.mask) {
+        Tensor mask = *attention.mask;
+        const Shape ms = mask.shape();
+        if (ms.size() == 3 && ms[0] == n * heads && n * heads != 1) {  // PyTorch's (N·H, L, S)
+            mask = mask.visit([&](const auto& a) {
+                using M = typename std::decay_t<decltype(a)>::value_type;
+                return Tensor(xt::xarray<M>(xt::reshape_view(a, {n, heads, ms[1], ms[2]})));
+            });
+        }
+        if (unbatched && mask.rank() == 3 && mask.shape()[0] == heads) {
+            mask = mask.visit([&](const auto& a) {
+                using M = typename std::decay_t<decltype(a)>::value_type;
+                return Tensor(xt::xarray<M>(xt::reshape_view(a, {std::size_t(1), heads, ms[1], ms[2]})));
+            });
+        }
+        if (mask.rank() >= 1 && mask.shape().back() != s) {
+            shape_error("mask", "last dim must be S = " + std::to_string(s) + ", found shape " + shape_to_string(ms));
+        }
+        attention.mask = std::move(mask);
+    }
+    if (attention.key_padding_mask) {
+        const Shape ps = attention.key_padding_mask->shape();
+        const Shape want = unbatched ? Shape{s} : Shape{n, s};
+        if (ps != want) shape_error("key padding mask", "expected shape " + shape_to_string(want) + ", found " + shape_to_string(ps));
+        if (unbatched) attention.key_padding_mask = attention.key_padding_mask->visit([&](const auto& a) {
+            using M = typename std::decay_t<decltype(a)>::value_type;
+            return Tensor(xt::xarray<M>(xt::reshape_view(a, {std::size_t(1), s})));
+        });
+    }
+    if (extra > 0) {
+        // The appended keys are always visible (PyTorch pads attn_mask and
+        // key_padding_mask with zero columns), so prefix rules that would hide them, the
+        // causal rule and key lengths, become explicit masks over the S real keys first.
+        if (!attention.key_lengths.empty()) {
+            if (attention.key_lengths.size() != 1 && attention.key_lengths.size() != n) {
+                shape_error("--key-lengths", "expected 1 or " + std::to_string(n) + " values, found " +
+                                                 std::to_string(attention.key_lengths.size()));
+            }
+            xt::xarray<bool> padding = xt::xarray<bool>::from_shape({n, s});
+            for (std::size_t b = 0; b < n; ++b) {
+                const std::size_t len = attention.key_lengths.size() == 1 ? attention.key_lengths[0] : attention.key_lengths[b];
+                if (len > s) throw Error(ErrorKind::Value, "--key-lengths", "length " + std::to_string(len) + " exceeds S = " + std::to_string(s));
+                for (std::size_t j = 0; j < s; ++j) padding(b, j) = j >= len;
+            }
+            const Tensor lengths_mask(std::move(padding));
+            attention.key_padding_mask = attention.key_padding_mask ? combine(*attention.key_padding_mask, lengths_mask, true)
+                                                                    : lengths_mask;
+            attention.key_lengths.clear();
+        }
+        if (attention.causal != Causal::None) {
+            xt::xarray<bool> allowed = xt::xarray<bool>::from_shape({l, s});
+            for (std::size_t i = 0; i < l; ++i) {
+                for (std::size_t j = 0; j < s; ++j) {
+                    allowed(i, j) = attention.causal == Causal::TopLeft ? j <= i : j + l <= i + s;
+                }
+            }
+            const Tensor causal_mask(std::move(allowed));
+            attention.mask = attention.mask ? combine(*attention.mask, causal_mask, false) : causal_mask;
+            attention.causal = Causal::None;
+        }
+        if (attention.mask) attention.mask = pad_columns(*attention.mask, extra, false);
+        if (attention.key_padding_mask) attention.key_padding_mask = pad_columns(*attention.key_padding_mask, extra, true);
+    }
+
+    attention.precision = dtype_of<T>::value == DType::Float64 ? Precision::Float64 : Precision::Float32;
+    std::optional<TensorScoreSink> weight_sink, logit_sink;
+    if (want_weights) weight_sink.emplace();
+    if (want_logits) logit_sink.emplace();
+    const Tensor heads_out = scaled_dot_product_attention(qh, kh, vh, attention, weight_sink ? &*weight_sink : nullptr,
+                                                          logit_sink ? &*logit_sink : nullptr);
+    // (N, H, L, hd) -> (N·L, E), then the output projection.
+    const xt::xarray<T> merged = xt::transpose(heads_out.values<T>(), {0, 2, 1, 3});
+    xt::xarray<T> out = linear<T>(merged.data(), n * l, e, w.out_weight, w.out_bias);
+    out.reshape(unbatched ? std::vector<std::size_t>{l, e} : std::vector<std::size_t>{n, l, e});
+
+    MhaResult result{Tensor(std::move(out)), std::nullopt, std::nullopt};
+    auto finish_scores = [&](Tensor& scores, bool average) {
+        xt::xarray<T>& a = scores.values<T>();
+        if (average) {
+            xt::xarray<T> mean = xt::mean(a, {1});
+            if (unbatched) mean.reshape({l, s_all});
+            return Tensor(std::move(mean));
+        }
+        if (unbatched) a.reshape({heads, l, s_all});
+        return std::move(scores);
+    };
+    if (weight_sink) result.weights = finish_scores(weight_sink->tensor(), options.average_heads);
+    if (logit_sink) result.logits = finish_scores(logit_sink->tensor(), false);
+    return result;
+}
+
+}  // namespace
+
+MhaResult multi_head_attention(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& weights,
+                               const MhaOptions& options, bool want_weights, bool want_logits) {
+    if (query.rank() != 2 && query.rank() != 3) {
+        shape_error("query", "expected (N, L, E) or unbatched (L, E), found " + shape_to_string(query.shape()));
+    }
+    if (detail::compute_dtype(query, key, value, options.attention) == DType::Float64) {
+        return compute<double>(query, key, value, weights, options, want_weights, want_logits);
+    }
+    return compute<float>(query, key, value, weights, options, want_weights, want_logits);
+}
+
+}  // namespace attn
