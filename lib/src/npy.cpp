@@ -271,8 +271,9 @@ NpyHeader parse_npy_header(std::string_view prefix, std::size_t file_size, const
     std::string_view text = prefix.substr(8 + length_size, header_len);
     NpyHeader header = io::HeaderParser(text, name).parse();
     header.data_offset = data_offset;
-    const std::size_t count = checked_element_count(header.shape, name);
-    header.data_size = checked_mul(count, header.encoding.item_size, name);
+    std::size_t size = header.encoding.item_size;
+    for (std::size_t d : header.shape) size = checked_mul(size, d, name + ": npy shape " + shape_to_string(header.shape));
+    header.data_size = size;
     return header;
 }
 

@@ -1,0 +1,201 @@
+// multi_head_attention: weights by name, PyTorch's initialisation, save/load round trip,
+// grouped-query heads and the options that reshape the keys.
+#include <doctest/doctest.h>
+
+#include <xtensor/xview.hpp>
+
+#include "attn/mha.hpp"
+#include "attn/random.hpp"
+#include "test_support.hpp"
+
+using namespace attn;
+
+namespace {
+
+Tensor normal(const Shape& shape, std::uint64_t seed) { return random_tensor(shape, Distribution::Normal, seed); }
+
+MhaWeights seeded(std::size_t e, std::size_t heads, std::uint64_t seed, std::size_t kv_heads = 0) {
+    MhaInit init;
+    init.embed_dim = e;
+    init.heads = heads;
+    init.kv_heads = kv_heads;
+    return init_mha_weights(init, seed);
+}
+
+MhaOptions with_heads(std::size_t heads) {
+    MhaOptions o;
+    o.heads = heads;
+    return o;
+}
+
+const Tensor& find(const io::NamedTensors& dict, const std::string& name) {
+    for (const auto& [n, t] : dict) {
+        if (n == name) return t;
+    }
+    FAIL("no tensor " << name);
+    return dict.front().second;
+}
+
+}  // namespace
+
+TEST_CASE("mha: --seed draws exactly torch.manual_seed(0); nn.MultiheadAttention(64, 8)") {
+    // data/mha_weights.npz was written by PyTorch (data/make_example.py).
+    const io::NamedTensors torch_dict = io::read_tensor_archive(std::string(ATTN_EXAMPLE_DATA_DIR) + "/mha_weights.npz");
+    const io::NamedTensors ours = mha_state_dict(seeded(64, 8, 0));
+    REQUIRE(ours.size() == torch_dict.size());
+    for (std::size_t i = 0; i < ours.size(); ++i) {
+        CAPTURE(ours[i].first);
+        CHECK(ours[i].first == torch_dict[i].first);  // same names, same order
+        CHECK(test::max_abs_diff(ours[i].second, torch_dict[i].second) == 0.0);
+    }
+}
+
+TEST_CASE("mha: saved weights load back and give the same output") {
+    const Tensor q = normal({2, 5, 16}, 1), k = normal({2, 7, 16}, 2);
+    MhaInit init;
+    init.embed_dim = 16;
+    init.heads = 4;
+    init.add_bias_kv = true;
+    const MhaWeights w = init_mha_weights(init, 3);
+    MhaOptions o = with_heads(4);
+    o.add_zero_attn = true;
+    const MhaResult first = multi_head_attention(q, k, k, w, o, true);
+    for (io::Format format : {io::Format::Npz, io::Format::Safetensors, io::Format::Json}) {
+        io::StringSink bytes;
+        io::encode_tensor_archive(mha_state_dict(w), format, bytes);
+        const io::NamedTensors back = format == io::Format::Npz          ? io::decode_npz(bytes.bytes(), "w")
+                                      : format == io::Format::Safetensors ? io::decode_safetensors(bytes.bytes(), "w")
+                                                                          : io::decode_json_archive(bytes.bytes(), "w");
+        const MhaResult again = multi_head_attention(q, k, k, mha_weights_from_state_dict(back, "", "w"), o, true);
+        CHECK(test::max_abs_diff(first.output, again.output) == 0.0);
+        CHECK(test::max_abs_diff(*first.weights, *again.weights) == 0.0);
+    }
+}
+
+TEST_CASE("mha: weight names - packed, per-projection, separate Linear, prefixed") {
+    const MhaWeights w = seeded(8, 2, 4);
+    const io::NamedTensors packed = mha_state_dict(w);
+    const Tensor q = normal({1, 3, 8}, 5);
+    const Tensor expected = multi_head_attention(q, q, q, w, with_heads(2)).output;
+
+    io::NamedTensors linear, prefixed;
+    const Tensor& in_w = find(packed, "in_proj_weight");
+    const Tensor& in_b = find(packed, "in_proj_bias");
+    const char* names[] = {"q_proj", "k_proj", "v_proj"};
+    for (std::size_t p = 0; p < 3; ++p) {
+        linear.emplace_back(std::string(names[p]) + ".weight",
+                            Tensor(xt::xarray<float>(xt::view(in_w.values<float>(), xt::range(8 * p, 8 * p + 8)))));
+        linear.emplace_back(std::string(names[p]) + ".bias",
+                            Tensor(xt::xarray<float>(xt::view(in_b.values<float>(), xt::range(8 * p, 8 * p + 8)))));
+    }
+    linear.emplace_back("o_proj.weight", find(packed, "out_proj.weight"));
+    linear.emplace_back("o_proj.bias", find(packed, "out_proj.bias"));
+    CHECK(test::max_abs_diff(multi_head_attention(q, q, q, mha_weights_from_state_dict(linear, "", "m"), with_heads(2)).output,
+                             expected) == 0.0);
+    for (const auto& [name, t] : packed) prefixed.emplace_back("encoder.layers.0.self_attn." + name, t);
+    prefixed.emplace_back("encoder.layers.0.linear1.weight", normal({4, 8}, 6));
+    const MhaWeights from_prefix = mha_weights_from_state_dict(prefixed, "encoder.layers.0.self_attn.", "model.npz");
+    CHECK(test::max_abs_diff(multi_head_attention(q, q, q, from_prefix, with_heads(2)).output, expected) == 0.0);
+
+    SUBCASE("missing names list what was expected and what was found") {
+        const std::string m = test::error_of([&] { mha_weights_from_state_dict(prefixed, "decoder.", "model.npz"); });
+        CHECK(test::contains(m, "model.npz: expected in_proj_weight, or q_proj_weight/k_proj_weight/v_proj_weight"));
+        CHECK(test::contains(m, "under prefix 'decoder.'"));
+        io::NamedTensors no_out(packed.begin(), packed.begin() + 2);
+        const std::string n = test::error_of([&] { mha_weights_from_state_dict(no_out, "", "w.npz"); });
+        CHECK(test::contains(n, "expected out_proj.weight (or o_proj.weight); found: in_proj_bias, in_proj_weight"));
+    }
+    SUBCASE("wrong shapes name the tensor and both shapes") {
+        io::NamedTensors bad = packed;
+        bad[1].second = normal({5}, 7);  // in_proj_bias
+        const std::string m = test::error_of([&] { mha_weights_from_state_dict(bad, "", "w.npz"); }, ErrorKind::Shape);
+        CHECK(test::contains(m, "in_proj_bias: expected shape (24,), found (5,)"));
+    }
+}
+
+TEST_CASE("mha: heads that do not divide are usage errors; shape mismatches name the tensor") {
+    const MhaWeights w = seeded(8, 2, 8);
+    const Tensor q = normal({1, 3, 8}, 9);
+    CHECK(test::contains(test::error_of([&] { multi_head_attention(q, q, q, w, with_heads(3)); }, ErrorKind::Usage),
+                         "must divide by 3 heads"));
+    MhaOptions g = with_heads(2);
+    g.kv_heads = 3;
+    CHECK(test::contains(test::error_of([&] { multi_head_attention(q, q, q, w, g); }, ErrorKind::Usage), "3 must divide 2"));
+    const Tensor wrong = normal({1, 3, 6}, 10);
+    CHECK(test::contains(test::error_of([&] { multi_head_attention(q, wrong, wrong, w, with_heads(2)); }, ErrorKind::Shape),
+                         "key: expected (N, L, 8)"));
+    MhaInit bad;
+    bad.embed_dim = 10;
+    bad.heads = 4;
+    CHECK(test::contains(test::error_of([&] { init_mha_weights(bad, 0); }, ErrorKind::Usage), "multiple of 4 heads"));
+}
+
+TEST_CASE("mha: grouped-query heads equal MHA with the K/V projections repeated per group") {
+    const std::size_t e = 16, heads = 4, groups = 2, hd = e / heads;
+    const MhaWeights grouped = seeded(e, heads, 11, groups);
+    CHECK(grouped.k_weight.shape() == Shape{groups * hd, e});
+    MhaWeights repeated = grouped;
+    xt::xarray<float> k = xt::zeros<float>({e, e}), v = xt::zeros<float>({e, e});
+    for (std::size_t h = 0; h < heads; ++h) {
+        const std::size_t g = h / (heads / groups);
+        xt::view(k, xt::range(h * hd, h * hd + hd)) = xt::view(grouped.k_weight.values<float>(), xt::range(g * hd, g * hd + hd));
+        xt::view(v, xt::range(h * hd, h * hd + hd)) = xt::view(grouped.v_weight.values<float>(), xt::range(g * hd, g * hd + hd));
+    }
+    repeated.k_weight = Tensor(k);
+    repeated.v_weight = Tensor(v);
+    repeated.k_bias = Tensor::zeros(DType::Float32, {e});
+    repeated.v_bias = Tensor::zeros(DType::Float32, {e});
+    const Tensor q = normal({2, 5, e}, 12), kv = normal({2, 6, e}, 13);
+    MhaOptions o = with_heads(heads);
+    o.kv_heads = groups;
+    const MhaResult a = multi_head_attention(q, kv, kv, grouped, o, true);
+    const MhaResult b = multi_head_attention(q, kv, kv, repeated, with_heads(heads), true);
+    CHECK(test::max_abs_diff(a.output, b.output) <= 1e-6);
+    CHECK(test::max_abs_diff(*a.weights, *b.weights) <= 1e-6);
+    // Saved under separate-Linear names, which PyTorch's module cannot hold.
+    CHECK(mha_state_dict(grouped).front().first == "q_proj.weight");
+}
+
+TEST_CASE("mha: averaged weights are the mean over heads; unbatched input drops N") {
+    const MhaWeights w = seeded(8, 2, 14);
+    const Tensor q = normal({1, 3, 8}, 15);
+    MhaOptions avg = with_heads(2);
+    avg.average_heads = true;
+    const MhaResult per_head = multi_head_attention(q, q, q, w, with_heads(2), true);
+    const MhaResult averaged = multi_head_attention(q, q, q, w, avg, true);
+    CHECK(averaged.weights->shape() == Shape{1, 3, 3});
+    const xt::xarray<float> mean = xt::mean(per_head.weights->values<float>(), {1});
+    CHECK(test::max_abs_diff(*averaged.weights, Tensor(mean)) <= 1e-7);
+
+    const Tensor unbatched(xt::xarray<float>(xt::view(q.values<float>(), 0)));
+    const MhaResult u = multi_head_attention(unbatched, unbatched, unbatched, w, with_heads(2), true);
+    CHECK(u.output.shape() == Shape{3, 8});
+    CHECK(u.weights->shape() == Shape{2, 3, 3});
+    CHECK(test::max_abs_diff(u.output, Tensor(xt::xarray<float>(xt::view(per_head.output.values<float>(), 0)))) == 0.0);
+}
+
+TEST_CASE("mha: with bias_k or a zero key, causal and key lengths still leave the appended keys visible") {
+    MhaInit init;
+    init.embed_dim = 8;
+    init.heads = 2;
+    init.add_bias_kv = true;
+    const MhaWeights w = init_mha_weights(init, 16);
+    const Tensor q = normal({2, 4, 8}, 17);
+    MhaOptions o = with_heads(2);
+    o.add_zero_attn = true;
+    o.attention.causal = Causal::TopLeft;
+    o.attention.key_lengths = {2, 4};
+    const MhaResult r = multi_head_attention(q, q, q, w, o, true);
+    const auto& s = r.weights->values<float>();
+    REQUIRE(r.weights->shape() == Shape{2, 2, 4, 6});
+    for (std::size_t h = 0; h < 2; ++h) {
+        for (std::size_t i = 0; i < 4; ++i) {
+            CHECK(s(0, h, i, 4) > 0.0f);  // bias key
+            CHECK(s(0, h, i, 5) > 0.0f);  // zero key
+            for (std::size_t j = 0; j < 4; ++j) {
+                const bool visible = j <= i && j < 2;  // batch item 0 has key length 2
+                CHECK((s(0, h, i, j) > 0.0f) == visible);
+            }
+        }
+    }
+}

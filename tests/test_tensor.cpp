@@ -1,0 +1,52 @@
+// attn::Tensor: dtypes, shapes, conversions.
+#include <doctest/doctest.h>
+
+#include "test_support.hpp"
+
+using namespace attn;
+
+TEST_CASE("tensor: dtype names round trip and sizes") {
+    for (DType d : {DType::Bool, DType::Int8, DType::Int16, DType::Int32, DType::Int64, DType::UInt8, DType::UInt16,
+                    DType::UInt32, DType::UInt64, DType::Float32, DType::Float64}) {
+        CHECK(dtype_from_name(dtype_name(d)) == d);
+        Tensor t = Tensor::zeros(d, {2, 3});
+        CHECK(t.dtype() == d);
+        CHECK(t.nbytes() == 6 * dtype_size(d));
+    }
+    CHECK_FALSE(dtype_from_name("float16").has_value());
+    CHECK(dtype_size(DType::Float64) == 8);
+    CHECK(is_floating(DType::Float32));
+    CHECK_FALSE(is_floating(DType::Int64));
+}
+
+TEST_CASE("tensor: shapes print as numpy prints them") {
+    CHECK(shape_to_string({}) == "()");
+    CHECK(shape_to_string({5}) == "(5,)");
+    CHECK(shape_to_string({2, 5, 64}) == "(2, 5, 64)");
+}
+
+TEST_CASE("tensor: element counts refuse overflow") {
+    CHECK(checked_element_count({2, 3, 0}, "x") == 0);
+    CHECK(checked_element_count({}, "x") == 1);
+    const std::string message = test::error_of([] { checked_element_count({1ull << 40, 1ull << 40}, "x.npy"); }, ErrorKind::Value);
+    CHECK(test::contains(message, "x.npy"));
+}
+
+TEST_CASE("tensor: cast converts values and moves when the dtype matches") {
+    Tensor t(xt::xarray<std::int32_t>{{1, -2}, {3, 4}});
+    const xt::xarray<float> f = t.cast<float>();
+    CHECK(f(0, 1) == -2.0f);
+    Tensor b(xt::xarray<bool>{true, false});
+    CHECK(b.cast<double>()(0) == 1.0);
+    Tensor g(xt::xarray<float>{1.5f, 2.5f});
+    const float* before = g.values<float>().data();
+    const xt::xarray<float> moved = std::move(g).cast<float>();
+    CHECK(moved.data() == before);
+    CHECK(Tensor(xt::xarray<double>{2.75}).to(DType::Int32).values<std::int32_t>()(0) == 2);
+}
+
+TEST_CASE("tensor: asking for the wrong dtype is an error naming both") {
+    Tensor t(xt::xarray<float>{1.0f});
+    const std::string message = test::error_of([&] { (void)t.values<double>(); }, ErrorKind::Value);
+    CHECK(test::contains(message, "expected dtype float64, found float32"));
+}

@@ -1,0 +1,185 @@
+// Format dispatch, TENSOR arguments, whole-file reading and atomic output.
+#include <doctest/doctest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "attn/io.hpp"
+#include "test_support.hpp"
+
+using namespace attn;
+
+namespace {
+
+// A fresh directory under /tmp, removed with its files at the end of the test.
+class TempDir {
+public:
+    TempDir() {
+        char name[] = "/tmp/attn_test_XXXXXX";
+        REQUIRE(::mkdtemp(name) != nullptr);
+        path_ = name;
+    }
+    ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+    std::string file(const std::string& name) const { return path_ + "/" + name; }
+    std::size_t entries() const {
+        std::size_t n = 0;
+        for (const auto& name : list()) n += name.empty() ? 0 : 1;
+        return n;
+    }
+    std::vector<std::string> list() const {
+        std::vector<std::string> names;
+        FILE* p = ::popen(("ls -A '" + path_ + "'").c_str(), "r");
+        char line[4096];
+        while (p && std::fgets(line, sizeof line, p)) {
+            std::string s(line);
+            if (!s.empty() && s.back() == '\n') s.pop_back();
+            names.push_back(s);
+        }
+        if (p) ::pclose(p);
+        return names;
+    }
+
+private:
+    std::string path_;
+};
+
+void write_text(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
+
+Tensor sample() { return Tensor(xt::xarray<float>{{1.5f, -2.0f, 3.25f}, {0.0f, 1e-3f, 7.0f}}); }
+
+}  // namespace
+
+TEST_CASE("tensor refs: archive members after a colon, plain paths otherwise") {
+    auto check = [](const char* spec, const char* path, const char* member) {
+        const io::TensorRef ref = io::parse_tensor_ref(spec);
+        CHECK(ref.path == path);
+        CHECK(ref.member == member);
+    };
+    check("w.npz:q", "w.npz", "q");
+    check("dir/model.safetensors:layers.0.attn.q_proj.weight", "dir/model.safetensors", "layers.0.attn.q_proj.weight");
+    check("x.json:k", "x.json", "k");
+    check("a:b.npy", "a:b.npy", "");
+    check("q.npy", "q.npy", "");
+    check("-", "-", "");
+    check("W.NPZ:m", "W.NPZ", "m");
+}
+
+TEST_CASE("formats: by extension and by first bytes") {
+    CHECK(io::format_from_extension("a/b.npy") == io::Format::Npy);
+    CHECK(io::format_from_extension("b.NPZ") == io::Format::Npz);
+    CHECK(io::format_from_extension("b.safetensors") == io::Format::Safetensors);
+    CHECK(io::format_from_extension("b.json") == io::Format::Json);
+    CHECK_FALSE(io::format_from_extension("b.txt").has_value());
+    CHECK(io::sniff_format(std::string("\x93NUMPY\x01\x00", 8)) == io::Format::Npy);
+    CHECK(io::sniff_format("PK\x03\x04rest") == io::Format::Npz);
+    CHECK(io::sniff_format("  \n[[1, 2]]") == io::Format::Json);
+    CHECK(io::sniff_format("{\"shape\": []}") == io::Format::Json);
+    std::string st(8, '\0');
+    st[0] = 2;
+    CHECK(io::sniff_format(st + "{}") == io::Format::Safetensors);
+    CHECK_FALSE(io::sniff_format("hello").has_value());
+}
+
+TEST_CASE("read_tensor: every format, by extension or content") {
+    TempDir dir;
+    const Tensor t = sample();
+    for (const char* name : {"t.npy", "t.json", "t.npz", "t.safetensors"}) {
+        CAPTURE(name);
+        io::write_tensor(dir.file(name), t);
+        const Tensor back = io::read_tensor(dir.file(name));
+        CHECK(test::max_abs_diff(back, t) == 0.0);
+    }
+    // Members by name; a single-member archive needs no name.
+    CHECK(io::read_tensor(dir.file("t.npz") + ":arr_0").shape() == Shape{2, 3});
+    CHECK(io::read_tensor(dir.file("t.safetensors") + ":arr_0").shape() == Shape{2, 3});
+    // Content decides when the extension says nothing.
+    std::rename(dir.file("t.npy").c_str(), dir.file("t.data").c_str());
+    CHECK(test::max_abs_diff(io::read_tensor(dir.file("t.data")), t) == 0.0);
+}
+
+TEST_CASE("read_tensor: archive errors list the members") {
+    TempDir dir;
+    io::write_tensor_archive(dir.file("w.npz"), {{"a", sample()}, {"b", sample()}});
+    std::string message = test::error_of([&] { io::read_tensor(dir.file("w.npz")); });
+    CHECK(test::contains(message, "holds 2 tensors (a, b)"));
+    message = test::error_of([&] { io::read_tensor(dir.file("w.npz") + ":c"); });
+    CHECK(test::contains(message, "a"));
+    CHECK(test::contains(message, "b"));
+    io::write_tensor_archive(dir.file("w.json"), {{"a", sample()}, {"b", sample()}});
+    CHECK(io::read_tensor(dir.file("w.json") + ":b").shape() == Shape{2, 3});
+    message = test::error_of([&] { io::read_tensor(dir.file("w.json") + ":zz"); });
+    CHECK(test::contains(message, "no tensor named 'zz' (members: a, b)"));
+}
+
+TEST_CASE("read_tensor: missing, empty and unrecognised files") {
+    TempDir dir;
+    std::string message = test::error_of([&] { io::read_tensor(dir.file("none.npy")); }, ErrorKind::Io);
+    CHECK(test::contains(message, "none.npy: cannot open: No such file or directory"));
+    write_text(dir.file("empty.npy"), "");
+    message = test::error_of([&] { io::read_tensor(dir.file("empty.npy")); });
+    CHECK(test::contains(message, "empty.npy: file is empty"));
+    write_text(dir.file("x.bin"), "garbage");
+    message = test::error_of([&] { io::read_tensor(dir.file("x.bin")); });
+    CHECK(test::contains(message, "unrecognised format"));
+    message = test::error_of([&] { io::read_tensor(dir.file("")); }, ErrorKind::Io);
+    CHECK(test::contains(message, "is a directory"));
+}
+
+TEST_CASE("OutputFile: nothing appears before commit, and an abandoned file leaves no trace") {
+    TempDir dir;
+    const std::string target = dir.file("out.npy");
+    {
+        io::OutputFile out(target);
+        out.write("partial");
+        CHECK(::access(target.c_str(), F_OK) != 0);
+        CHECK(dir.entries() == 1);  // only the temporary file
+    }
+    CHECK(dir.entries() == 0);
+    {
+        io::OutputFile out(target);
+        out.write("complete");
+        out.commit();
+    }
+    CHECK(test::fixture_at(target) == "complete");
+    CHECK(dir.entries() == 1);
+}
+
+TEST_CASE("OutputFile: an existing file is replaced only on commit, keeping its mode") {
+    TempDir dir;
+    const std::string target = dir.file("keep.json");
+    write_text(target, "old");
+    ::chmod(target.c_str(), 0640);
+    {
+        io::OutputFile out(target);
+        out.write(std::string(3 << 20, 'x'));  // past the buffer: data reach the temporary file
+    }
+    CHECK(test::fixture_at(target) == "old");
+    io::OutputFile out(target);
+    out.write("new");
+    out.commit();
+    CHECK(test::fixture_at(target) == "new");
+    struct stat st {};
+    REQUIRE(::stat(target.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0640);
+}
+
+TEST_CASE("OutputFile: unwritable places are I/O errors naming the path") {
+    std::string message = test::error_of([] { io::OutputFile out("/nonexistent-dir/x.npy"); }, ErrorKind::Io);
+    CHECK(test::contains(message, "/nonexistent-dir/x.npy: cannot create output file: No such file or directory"));
+    message = test::error_of([] { io::OutputFile out("/tmp"); }, ErrorKind::Io);
+    CHECK(test::contains(message, "is a directory"));
+}
+
+TEST_CASE("write_tensor: the OUT extension picks the format, unknown ones are usage errors") {
+    TempDir dir;
+    const std::string message = test::error_of([&] { io::write_tensor(dir.file("x.txt"), sample()); }, ErrorKind::Usage);
+    CHECK(test::contains(message, "expected a name ending in .npy, .json, .npz or .safetensors"));
+    CHECK(dir.entries() == 0);
+    io::WriteOptions as_npy;
+    as_npy.format = io::Format::Npy;
+    io::write_tensor(dir.file("x.txt"), sample(), as_npy);
+    CHECK(io::decode_npy(test::fixture_at(dir.file("x.txt")), "x.txt").shape() == Shape{2, 3});
+}
