@@ -1,0 +1,272 @@
+#!/usr/bin/python3
+"""End-to-end tests of the attn-cli program: exit statuses, one-line errors, atomic
+outputs, pipelines, formats, and values against numpy computations.
+
+usage: cli_test.py PATH/TO/attn-cli      (needs Debian's python3-numpy)
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+
+CLI = None
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(HERE, "..", "data")
+
+
+def run(*args, stdin=None, cwd=None):
+    return subprocess.run([CLI, *args], input=stdin, capture_output=True, cwd=cwd, timeout=120)
+
+
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
+def load_json(text):
+    j = json.loads(text)
+    return np.array(j["data"], dtype=j["dtype"]).reshape(j["shape"])
+
+
+def sdpa_reference(q, k, v, allowed=None, scale=None):
+    """float64 attention; `allowed` is a bool mask (True = may attend)."""
+    q, k, v = (x.astype(np.float64) for x in (q, k, v))
+    scale = 1 / np.sqrt(q.shape[-1]) if scale is None else scale
+    logits = q @ np.swapaxes(k, -1, -2) * scale
+    if allowed is not None:
+        logits = np.where(allowed, logits, -np.inf)
+    m = logits.max(-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    e = np.exp(logits - m)
+    s = e.sum(-1, keepdims=True)
+    w = np.where(s > 0, e / np.where(s > 0, s, 1), 0)
+    return w @ v, w
+
+
+class CliTest(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def assert_error(self, proc, status, *fragments):
+        self.assertEqual(proc.returncode, status, proc.stderr)
+        err = proc.stderr.decode()
+        self.assertTrue(err.startswith("attn-cli: error: "), err)
+        self.assertEqual(err.count("\n"), 1, f"expected one line: {err!r}")
+        for f in fragments:
+            self.assertIn(f, err)
+        self.assertEqual(proc.stdout, b"")
+
+    # ---- the program's face --------------------------------------------------------
+    def test_version_and_help(self):
+        p = run("--version")
+        self.assertEqual(p.returncode, 0)
+        self.assertRegex(p.stdout.decode(), r"^attn-cli \d+\.\d+\.\d+")
+        p = run("--help")
+        self.assertEqual(p.returncode, 0)
+        for word in ("sdpa", "mha", "convert", "random", "Examples", "Exit status"):
+            self.assertIn(word, p.stdout.decode())
+        for sub in ("sdpa", "mha", "convert", "random"):
+            h = run(sub, "--help")
+            self.assertEqual(h.returncode, 0)
+            self.assertIn("Examples", h.stdout.decode())
+
+    def test_usage_errors_exit_2_with_one_line(self):
+        self.assert_error(run("frobnicate"), 2, "frobnicate: unknown subcommand")
+        self.assert_error(run("--frobnicate"), 2, "--frobnicate: unknown flag")
+        self.assert_error(run(), 2)
+        self.assert_error(run("sdpa"), 2, "--query")
+        self.assert_error(run("sdpa", "-q", "x.npy", "--bogus"), 2, "--bogus")
+        self.assert_error(run("sdpa", "-q", "x.npy", "--causal", "sideways"), 2, "--causal")
+        self.assert_error(run("sdpa", "-q", "x.npy", "--dtype", "float16"), 2, "--dtype")
+        self.assert_error(run("sdpa", "-q", "x.npy", "--threads", "0"), 2, "--threads")
+        q = os.path.join(DATA, "q.npy")
+        self.assert_error(run("sdpa", "-q", q, "-o", self.path("out.txt")), 2, "out.txt", ".npy, .json")
+        self.assert_error(run("mha", "--heads", "3", "-q", q, "--seed", "0"), 2, "--heads")
+        self.assert_error(run("mha", "--heads", "8", "--kv-heads", "3", "-q", q, "--seed", "0"), 2, "--kv-heads")
+        self.assert_error(run("random", "--shape", "2,-1"), 2, "--shape")
+        self.assertEqual(os.listdir(self.dir), [])
+
+    def test_bad_input_exits_1_names_the_file_and_writes_nothing(self):
+        out = self.path("out.npy")
+        missing = self.path("missing.npy")
+        self.assert_error(run("sdpa", "-q", missing, "-o", out), 1, missing, "No such file")
+        bad = self.path("bad.npy")
+        with open(bad, "wb") as f:
+            f.write(b"\x93NUMPY\x01\x00\xff")
+        self.assert_error(run("sdpa", "-q", bad, "-o", out), 1, bad)
+        k = self.path("k.npy")
+        np.save(k, np.zeros((2, 5, 32), np.float32))
+        self.assert_error(run("sdpa", "-q", os.path.join(DATA, "q.npy"), "-k", k, "-o", out), 1,
+                          "(2, 5, 64)", "(2, 5, 32)")
+        self.assertEqual(sorted(os.listdir(self.dir)), ["bad.npy", "k.npy"])
+
+    def test_failed_run_leaves_existing_outputs_untouched(self):
+        out, scores = self.path("out.npy"), self.path("w.npy")
+        for p in (out, scores):
+            with open(p, "w") as f:
+                f.write("keep")
+        k = self.path("k.npy")
+        np.save(k, np.zeros((2, 5, 32), np.float32))
+        p = run("sdpa", "-q", os.path.join(DATA, "q.npy"), "-k", k, "-o", out, "-s", scores)
+        self.assertEqual(p.returncode, 1)
+        for p in (out, scores):
+            self.assertEqual(read_text(p), "keep")
+        # An output whose folder does not exist fails before anything is written.
+        p = run("sdpa", "-q", os.path.join(DATA, "q.npy"), "-o", out, "-s", self.path("no/such/dir/w.npy"))
+        self.assert_error(p, 1, "no/such/dir/w.npy")
+        self.assertEqual(read_text(out), "keep")
+        self.assertEqual(sorted(os.listdir(self.dir)), ["k.npy", "out.npy", "w.npy"])
+
+    # ---- values ---------------------------------------------------------------------
+    def test_classic_example_matches_numpy(self):
+        q, k, v = (np.load(os.path.join(DATA, f"{n}.npy")) for n in "qkv")
+        p = run("sdpa", "-q", os.path.join(DATA, "q.npy"), "-k", os.path.join(DATA, "k.npy"),
+                "-v", os.path.join(DATA, "v.npy"), "-o", self.path("o.npy"), "-s", self.path("w.json"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, b"")
+        out, w = sdpa_reference(q, k, v)
+        got = np.load(self.path("o.npy"))
+        self.assertEqual(got.shape, (2, 5, 64))
+        self.assertEqual(got.dtype, np.float32)
+        np.testing.assert_allclose(got, out, atol=1e-5)
+        with open(self.path("w.json")) as f:
+            gw = load_json(f.read())
+        self.assertEqual(gw.shape, (2, 5, 5))
+        np.testing.assert_allclose(gw, w, atol=1e-6)
+        np.testing.assert_allclose(gw.sum(-1), 1, atol=1e-6)
+
+    def test_json_inputs_equal_npy_inputs(self):
+        a = run("sdpa", *sum((["-" + n, os.path.join(DATA, f"{n}.npy")] for n in "qkv"), []), "--format", "npy")
+        b = run("sdpa", *sum((["-" + n, os.path.join(DATA, f"{n}.json")] for n in "qkv"), []), "--format", "npy")
+        self.assertEqual(a.returncode, 0, a.stderr)
+        self.assertEqual(a.stdout, b.stdout)
+
+    def test_masks_causal_and_key_lengths(self):
+        q, k, v = (np.load(os.path.join(DATA, f"{n}.npy")) for n in "qkv")
+        mask = self.path("m.npy")
+        allowed = np.random.default_rng(0).random((5, 5)) > 0.4
+        allowed[2] = False
+        np.save(mask, allowed)
+        p = run("sdpa", "-q", os.path.join(DATA, "q.npy"), "-k", os.path.join(DATA, "k.npy"),
+                "-v", os.path.join(DATA, "v.npy"), "--mask", mask, "--causal", "--key-lengths", "4,5",
+                "--format", "npy")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lengths = np.arange(5)[None, None, :] < np.array([4, 5])[:, None, None]
+        causal = np.tril(np.ones((5, 5), bool))
+        out, _ = sdpa_reference(q, k, v, allowed & causal & lengths)
+        with open(self.path("o.npy"), "wb") as f:
+            f.write(p.stdout)
+        got = np.load(self.path("o.npy"))
+        np.testing.assert_allclose(got, out, atol=1e-5)
+        self.assertTrue(np.all(got[:, 2] == 0))  # fully masked row
+
+    def test_logits_and_scale(self):
+        q = np.load(os.path.join(DATA, "q.npy"))
+        p = run("sdpa", "-q", os.path.join(DATA, "q.npy"), "--scale", "0.5", "--logits", self.path("l.npy"),
+                "-o", self.path("o.npy"), "--causal", "bottom-right")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        logits = np.load(self.path("l.npy"))
+        want = (q.astype(np.float64) @ np.swapaxes(q, -1, -2) * 0.5)
+        want[:, np.triu_indices(5, 1)[0], np.triu_indices(5, 1)[1]] = -np.inf
+        np.testing.assert_allclose(logits, want, rtol=1e-5, atol=1e-4)
+
+    def test_mha_save_weights_round_trip(self):
+        q = os.path.join(DATA, "q.npy")
+        for ext in ("npz", "safetensors", "json"):
+            w = self.path(f"w.{ext}")
+            a = run("mha", "--heads", "8", "-q", q, "--seed", "5", "--save-weights", w, "-o", self.path("a.npy"),
+                    "-s", self.path("sa.npy"))
+            self.assertEqual(a.returncode, 0, a.stderr)
+            b = run("mha", "--heads", "8", "-q", q, "--weights", w, "-o", self.path("b.npy"), "-s", self.path("sb.npy"))
+            self.assertEqual(b.returncode, 0, b.stderr)
+            np.testing.assert_array_equal(np.load(self.path("a.npy")), np.load(self.path("b.npy")))
+            np.testing.assert_array_equal(np.load(self.path("sa.npy")), np.load(self.path("sb.npy")))
+            self.assertEqual(np.load(self.path("sa.npy")).shape, (2, 8, 5, 5))
+
+    def test_mha_example_matches_numpy(self):
+        q = np.load(os.path.join(DATA, "q.npy")).astype(np.float64)
+        wts = np.load(os.path.join(DATA, "mha_weights.npz"))
+        p = run("mha", "--heads", "8", "-q", os.path.join(DATA, "q.npy"), "--weights",
+                os.path.join(DATA, "mha_weights.npz"), "-o", self.path("o.npy"), "-s", self.path("w.npy"),
+                "--average-heads")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        e, h = 64, 8
+        proj = q @ wts["in_proj_weight"].T.astype(np.float64) + wts["in_proj_bias"]
+        qp, kp, vp = (proj[..., i * e:(i + 1) * e].reshape(2, 5, h, e // h).transpose(0, 2, 1, 3) for i in range(3))
+        o, w = sdpa_reference(qp, kp, vp)
+        o = o.transpose(0, 2, 1, 3).reshape(2, 5, e) @ wts["out_proj.weight"].T + wts["out_proj.bias"]
+        np.testing.assert_allclose(np.load(self.path("o.npy")), o, atol=2e-5)
+        np.testing.assert_allclose(np.load(self.path("w.npy")), w.mean(1), atol=2e-6)
+
+    def test_mha_missing_weight_names_are_listed(self):
+        w = self.path("w.npz")
+        np.savez(w, **{"layer.q.weight": np.zeros((4, 4), np.float32)})
+        p = run("mha", "--heads", "2", "-q", os.path.join(DATA, "q.npy"), "--weights", w)
+        self.assert_error(p, 1, "in_proj_weight", "found: layer.q.weight")
+        p = run("mha", "--heads", "2", "-q", os.path.join(DATA, "q.npy"), "--weights", w, "--seed", "1")
+        self.assert_error(p, 2, "--seed")
+
+    # ---- pipelines and formats -------------------------------------------------------
+    def test_pipeline_through_stdin_and_stdout(self):
+        r = run("random", "--shape", "2,5,64", "--seed", "0", "--format", "npy")
+        self.assertEqual(r.returncode, 0)
+        self.assertTrue(r.stdout.startswith(b"\x93NUMPY"))
+        s = run("sdpa", "-q", "-", "--causal", stdin=r.stdout)
+        self.assertEqual(s.returncode, 0, s.stderr)
+        out = load_json(s.stdout)
+        with open(self.path("q.npy"), "wb") as f:
+            f.write(r.stdout)
+        q = np.load(self.path("q.npy"))
+        ref, _ = sdpa_reference(q, q, q, np.tril(np.ones((5, 5), bool)))
+        np.testing.assert_allclose(out, ref, atol=1e-5)
+        c = run("convert", "-", "-", "--format", "npy", stdin=s.stdout)
+        self.assertEqual(c.returncode, 0, c.stderr)
+        self.assertTrue(c.stdout.startswith(b"\x93NUMPY"))
+
+    def test_several_stdout_outputs_come_in_order(self):
+        p = run("sdpa", "-q", os.path.join(DATA, "q.npy"), "-s", "-")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        docs = p.stdout.decode().strip().split("\n")
+        self.assertEqual(len(docs), 2)
+        self.assertEqual(json.loads(docs[0])["shape"], [2, 5, 64])
+        self.assertEqual(json.loads(docs[1])["shape"], [2, 5, 5])
+
+    def test_random_equals_torch_rand_values(self):
+        # torch.manual_seed(0); torch.rand(2, 3) (PyTorch 1.13 and 2.x)
+        p = run("random", "--shape", "2,3", "--seed", "0")
+        got = load_json(p.stdout)
+        want = np.array([[0.4962566, 0.7682218, 0.08847743], [0.13203049, 0.30742282, 0.6340787]], np.float32)
+        np.testing.assert_array_equal(got, want)
+
+    def test_convert_every_format_round_trip(self):
+        src = os.path.join(DATA, "k.npy")
+        original = np.load(src)
+        for ext in ("json", "npz", "safetensors", "npy"):
+            dst = self.path(f"k.{ext}")
+            p = run("convert", src, dst)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            back = self.path(f"back_{ext}.npy")
+            p = run("convert", dst, back)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            np.testing.assert_array_equal(np.load(back), original)
+        p = run("convert", src, self.path("k64.npy"), "--dtype", "float64")
+        self.assertEqual(np.load(self.path("k64.npy")).dtype, np.float64)
+        p = run("convert", src, "-", "--json-layout", "nested")
+        nested = np.array(json.loads(p.stdout), np.float32)
+        np.testing.assert_array_equal(nested, original)
+
+
+if __name__ == "__main__":
+    CLI = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=1)
