@@ -1,9 +1,11 @@
 // Atomic output: a temporary file beside the target, renamed over it on commit.
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "attn/io.hpp"
@@ -111,6 +113,15 @@ void OutputFile::commit() {
         fail_errno(path_, "write failed", err);
     }
     fd_ = -1;
+    // Over an existing file, swap the two names and delete the old data under the
+    // temporary name: as atomic as rename(2), and on ext4 it skips the flush that a
+    // rename over an existing file forces (auto_da_alloc), which halves write speed.
+    if (::renameat2(AT_FDCWD, temp_path_.c_str(), AT_FDCWD, path_.c_str(), RENAME_EXCHANGE) == 0) {
+        ::unlink(temp_path_.c_str());
+        detail::unregister_temp_file(temp_path_);
+        committed_ = true;
+        return;
+    }
     if (::rename(temp_path_.c_str(), path_.c_str()) != 0) {
         const int err = errno;
         ::unlink(temp_path_.c_str());

@@ -1,0 +1,45 @@
+// Tensor file throughput: write and read a 2×8×512×512 float32 tensor (128 MiB) as .npy
+// and as JSON, from the page cache, best of several runs. Prints MB/s (10^6 bytes of
+// tensor data per second).
+//
+// usage: attn_io_bench [DIR] [RUNS]      (DIR default /tmp)
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <string>
+
+#include "attn/io.hpp"
+#include "attn/random.hpp"
+
+namespace {
+
+double best_seconds(int runs, const std::function<void()>& f) {
+    double best = 1e30;
+    for (int i = 0; i < runs; ++i) {
+        const auto start = std::chrono::steady_clock::now();
+        f();
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    return best;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const std::string dir = argc > 1 ? argv[1] : "/tmp";
+    const int runs = argc > 2 ? std::stoi(argv[2]) : 3;
+    const attn::Tensor tensor = attn::random_tensor({2, 8, 512, 512}, attn::Distribution::Normal, 0);
+    const double megabytes = static_cast<double>(tensor.nbytes()) / 1e6;
+    std::printf("tensor (2, 8, 512, 512) float32, %.1f MB; best of %d runs\n", megabytes, runs);
+    for (const char* ext : {"npy", "json"}) {
+        const std::string path = dir + "/attn_io_bench." + ext;
+        const double write = best_seconds(runs, [&] { attn::io::write_tensor(path, tensor); });
+        attn::Tensor back;
+        const double read = best_seconds(runs, [&] { back = attn::io::read_tensor(path); });
+        if (back.shape() != tensor.shape()) return 1;
+        std::printf("  %-4s write %7.0f MB/s   read %7.0f MB/s\n", ext, megabytes / write, megabytes / read);
+        std::remove(path.c_str());
+    }
+    return 0;
+}
