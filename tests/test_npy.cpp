@@ -136,6 +136,7 @@ TEST_CASE("npy: bad files name the file and what is wrong") {
         {"bad_complex.npy", "complex"},
         {"bad_structured.npy", "structured"},
         {"bad_datetime.npy", "datetimes"},
+        {"bad_descr_control.npy", "unsupported dtype '<i\\x0a4'"},
     };
     for (const Case& c : cases) {
         const std::string file = c.file;
@@ -144,5 +145,6 @@ TEST_CASE("npy: bad files name the file and what is wrong") {
         const std::string message = error_of([&] { io::decode_npy(bytes, c.file); });
         CHECK_MESSAGE(contains(message, c.message), message);
         CHECK(message.rfind(c.file, 0) == 0);  // the file name comes first
+        CHECK(message.find('\n') == std::string::npos);
     }
 }

@@ -123,6 +123,7 @@ private:
 Tensor decode_elements(const ElementEncoding& e, const Shape& shape, const char* bytes, bool fortran_order) {
     Tensor tensor = Tensor::empty(e.dtype, shape);
     const std::size_t count = tensor.size();
+    if (count == 0) return tensor;  // no data (and possibly no buffer to copy into)
     tensor.visit([&](auto& a) {
         using T = typename std::decay_t<decltype(a)>::value_type;
         T* out = a.data();

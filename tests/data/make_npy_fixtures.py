@@ -86,3 +86,5 @@ raw("bad_negative_shape.npy", with_header("{'descr': '<f4', 'fortran_order': Fal
 raw("bad_overflow_shape.npy", with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4), }"))
 # Readers must not depend on key order or quote style.
 raw("reordered_keys.npy", with_header('{"shape": (2, 3, 4), "fortran_order": False, "descr": "<f4"}'))
+# Header bytes quoted in an error must not break the one-line message.
+raw("bad_descr_control.npy", with_header("{'descr': '<i\n4', 'fortran_order': False, 'shape': (2, 3, 4), }"))
