@@ -28,13 +28,6 @@ MhaOptions with_heads(std::size_t heads) {
     return o;
 }
 
-const Tensor& find(const io::NamedTensors& dict, const std::string& name) {
-    for (const auto& [n, t] : dict) {
-        if (n == name) return t;
-    }
-    FAIL("no tensor " << name);
-    return dict.front().second;
-}
 
 }  // namespace
 
@@ -79,8 +72,8 @@ TEST_CASE("mha: weight names - packed, per-projection, separate Linear, prefixed
     const Tensor expected = multi_head_attention(q, q, q, w, with_heads(2)).output;
 
     io::NamedTensors linear, prefixed;
-    const Tensor& in_w = find(packed, "in_proj_weight");
-    const Tensor& in_b = find(packed, "in_proj_bias");
+    const Tensor& in_w = test::member(packed, "in_proj_weight");
+    const Tensor& in_b = test::member(packed, "in_proj_bias");
     const char* names[] = {"q_proj", "k_proj", "v_proj"};
     for (std::size_t p = 0; p < 3; ++p) {
         linear.emplace_back(std::string(names[p]) + ".weight",
@@ -88,8 +81,8 @@ TEST_CASE("mha: weight names - packed, per-projection, separate Linear, prefixed
         linear.emplace_back(std::string(names[p]) + ".bias",
                             Tensor(xt::xarray<float>(xt::view(in_b.values<float>(), xt::range(8 * p, 8 * p + 8)))));
     }
-    linear.emplace_back("o_proj.weight", find(packed, "out_proj.weight"));
-    linear.emplace_back("o_proj.bias", find(packed, "out_proj.bias"));
+    linear.emplace_back("o_proj.weight", test::member(packed, "out_proj.weight"));
+    linear.emplace_back("o_proj.bias", test::member(packed, "out_proj.bias"));
     CHECK(test::max_abs_diff(multi_head_attention(q, q, q, mha_weights_from_state_dict(linear, "", "m"), with_heads(2)).output,
                              expected) == 0.0);
     for (const auto& [name, t] : packed) prefixed.emplace_back("encoder.layers.0.self_attn." + name, t);

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "attn/error.hpp"
@@ -59,6 +60,15 @@ void check_tensor(const Tensor& t, const Shape& shape, const std::vector<T>& exp
         }
         CHECK(values.data()[i] == expected[i]);
     }
+}
+
+// The tensor of that name in an archive's tensors.
+inline const Tensor& member(const std::vector<std::pair<std::string, Tensor>>& tensors, const std::string& name) {
+    for (const auto& [n, t] : tensors) {
+        if (n == name) return t;
+    }
+    FAIL("no tensor " << name);
+    return tensors.front().second;
 }
 
 // The largest |a − b| over two float tensors of the same shape (NaN where only one is NaN).
