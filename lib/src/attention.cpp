@@ -41,12 +41,7 @@ void TensorScoreSink::write_rows(std::size_t matrix, std::size_t row_begin, std:
 
 Shape attention_output_shape(const Tensor& query, const Tensor& key, const Tensor& value,
                              const AttentionOptions& options) {
-    // Shapes only: run the checks on empty stand-ins of the same shapes.
-    auto stand_in = [](const Tensor& t) { return Tensor::empty(DType::Bool, t.shape()); };
-    AttentionOptions shapes_only = options;
-    if (options.mask) shapes_only.mask = Tensor::zeros(DType::Float32, options.mask->shape());
-    if (options.key_padding_mask) shapes_only.key_padding_mask = Tensor::zeros(DType::Float32, options.key_padding_mask->shape());
-    return detail::make_problem<float>(stand_in(query), stand_in(key), stand_in(value), shapes_only).output_shape();
+    return detail::check_attention_shapes(query.shape(), key.shape(), value.shape(), options);
 }
 
 namespace {
@@ -113,8 +108,8 @@ void run_kernel(const detail::AttentionProblem<T>& p, T* out, ScoreSink* weights
                 for (std::size_t r = 0; r < rows; ++r) cols = std::max(cols, p.visible_end(b, i0 + r));
                 const std::size_t ld = full_rows ? p.S : std::max<std::size_t>(cols, 1);
                 T* o = out + (b * p.L + i0) * p.Ev;
-                detail::gemm(false, true, rows, cols, p.E, p.scale, p.q.data() + p.q_offset[b] + i0 * p.E, p.E,
-                             p.k.data() + p.k_offset[b], p.E, T(0), scores.data(), ld);
+                detail::gemm(false, true, rows, cols, p.E, p.scale, p.q->data() + p.q_offset[b] + i0 * p.E, p.E,
+                             p.k->data() + p.k_offset[b], p.E, T(0), scores.data(), ld);
                 for (std::size_t r = 0; r < rows; ++r) {
                     T* row = scores.data() + r * ld;
                     const std::size_t end = p.visible_end(b, i0 + r);
@@ -124,7 +119,7 @@ void run_kernel(const detail::AttentionProblem<T>& p, T* out, ScoreSink* weights
                     softmax_row(row, end);
                     std::fill(row + end, row + (full_rows ? p.S : cols), T(0));
                 }
-                detail::gemm(false, false, rows, p.Ev, cols, T(1), scores.data(), ld, p.v.data() + p.v_offset[b], p.Ev,
+                detail::gemm(false, false, rows, p.Ev, cols, T(1), scores.data(), ld, p.v->data() + p.v_offset[b], p.Ev,
                              T(0), o, p.Ev);
                 if (logits) logits->write_rows(b, i0, rows, raw.data());
                 if (weights) weights->write_rows(b, i0, rows, scores.data());

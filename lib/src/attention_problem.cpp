@@ -98,9 +98,47 @@ Shapes check_shapes(const Shape& q, const Shape& k, const Shape& v) {
     return s;
 }
 
-template <class T>
-xt::xarray<T> to_compute(const Tensor& t) {
-    return t.cast<T>();
+// The mask shape as (…, L or 1, S or 1), checked to broadcast to the scores.
+Shape check_mask_shape(const Shape& mask, const Shape& scores) {
+    Shape ms = mask;
+    if (ms.size() < 2) ms.insert(ms.begin(), 2 - ms.size(), 1);  // a scalar or (S,) mask
+    bool fits = ms.size() <= scores.size();
+    for (std::size_t r = 0; fits && r < ms.size(); ++r) {
+        const std::size_t m = ms[ms.size() - 1 - r], o = scores[scores.size() - 1 - r];
+        fits = m == o || m == 1;
+    }
+    if (!fits) {
+        shape_error("mask", "shape " + shape_to_string(mask) + " does not broadcast to the scores " +
+                                shape_to_string(scores));
+    }
+    return ms;
+}
+
+// A key padding mask is (batch…, S), its dims aligned with the leading batch dims.
+void check_padding_shape(const Shape& ps, const Shape& batch, std::size_t keys) {
+    bool fits = !ps.empty() && ps.back() == keys && ps.size() - 1 <= batch.size();
+    for (std::size_t d = 0; fits && d + 1 < ps.size(); ++d) fits = ps[d] == batch[d] || ps[d] == 1;
+    if (!fits) {
+        shape_error("key padding mask", "expected shape (batch…, S) with leading batch dims of " +
+                                            shape_to_string(batch) + " and S = " + std::to_string(keys) +
+                                            ", found " + shape_to_string(ps));
+    }
+}
+
+void check_key_lengths(const std::vector<std::size_t>& lengths, const Shape& batch, std::size_t keys) {
+    if (lengths.empty()) return;
+    const std::size_t first = batch.empty() ? 1 : batch[0];
+    if (lengths.size() != 1 && lengths.size() != first) {
+        throw Error(ErrorKind::Shape, "--key-lengths",
+                    "expected 1 or " + std::to_string(first) + " values (the first batch dim), found " +
+                        std::to_string(lengths.size()));
+    }
+    for (std::size_t n : lengths) {
+        if (n > keys) {
+            throw Error(ErrorKind::Value, "--key-lengths",
+                        "length " + std::to_string(n) + " exceeds the number of keys S = " + std::to_string(keys));
+        }
+    }
 }
 
 // The additive form of a mask: bool true -> 0, false -> −inf; floats as they are.
@@ -134,10 +172,26 @@ DType compute_dtype(const Tensor& query, const Tensor& key, const Tensor& value,
     return DType::Float32;
 }
 
+Shape check_attention_shapes(const Shape& query, const Shape& key, const Shape& value,
+                             const AttentionOptions& options) {
+    const Shapes s = check_shapes(query, key, value);
+    Shape scores = s.batch;
+    scores.push_back(s.L);
+    scores.push_back(s.S);
+    if (options.mask) check_mask_shape(options.mask->shape(), scores);
+    if (options.key_padding_mask) check_padding_shape(options.key_padding_mask->shape(), s.batch, s.S);
+    check_key_lengths(options.key_lengths, s.batch, s.S);
+    Shape out = s.batch;
+    out.push_back(s.L);
+    out.push_back(s.Ev);
+    return out;
+}
+
 template <class T>
 AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const Tensor& value,
                                  const AttentionOptions& options) {
     const Shape qs = query.shape(), ks = key.shape(), vs = value.shape();
+    check_attention_shapes(qs, ks, vs, options);  // every shape, before any data is converted
     const Shapes s = check_shapes(qs, ks, vs);
     AttentionProblem<T> p;
     p.batch_shape = s.batch;
@@ -151,9 +205,9 @@ AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const T
     p.q_offset = matrix_offsets(s.batch, batch_dims(qs), nb - (qs.size() - 2), s.L * s.E);
     p.k_offset = matrix_offsets(s.batch, batch_dims(ks), nb - (ks.size() - 2), s.S * s.E, true);
     p.v_offset = matrix_offsets(s.batch, batch_dims(vs), nb - (vs.size() - 2), s.S * s.Ev, true);
-    p.q = to_compute<T>(query);
-    p.k = to_compute<T>(key);
-    p.v = to_compute<T>(value);
+    p.q.emplace(query);
+    p.k.emplace(key);
+    p.v.emplace(value);
     if (options.scale && !std::isfinite(*options.scale)) {
         throw Error(ErrorKind::Value, "--scale", "expected a finite number, found " + std::to_string(*options.scale));
     }
@@ -162,19 +216,7 @@ AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const T
     const Shape scores = p.score_shape();
 
     if (options.mask) {
-        Shape ms = options.mask->shape();
-        if (ms.size() < 2) ms.insert(ms.begin(), 2 - ms.size(), 1);  // a scalar or (S,) mask
-        const bool fits = ms.size() <= scores.size() && [&] {
-            for (std::size_t r = 0; r < ms.size(); ++r) {
-                const std::size_t m = ms[ms.size() - 1 - r], o = scores[scores.size() - 1 - r];
-                if (m != o && m != 1) return false;
-            }
-            return true;
-        }();
-        if (!fits) {
-            shape_error("mask", "shape " + shape_to_string(options.mask->shape()) + " does not broadcast to the scores " +
-                                    shape_to_string(scores));
-        }
+        const Shape ms = check_mask_shape(options.mask->shape(), scores);
         AdditiveTerm<T> term;
         term.values = additive<T>(*options.mask, "mask", false);
         const std::size_t ml = ms[ms.size() - 2], mcols = ms.back();
@@ -186,17 +228,6 @@ AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const T
 
     if (options.key_padding_mask) {
         const Shape ps = options.key_padding_mask->shape();
-        const bool fits = !ps.empty() && ps.back() == s.S && ps.size() - 1 <= nb && [&] {
-            for (std::size_t d = 0; d + 1 < ps.size(); ++d) {
-                if (ps[d] != s.batch[d] && ps[d] != 1) return false;
-            }
-            return true;
-        }();
-        if (!fits) {
-            shape_error("key padding mask", "expected shape (batch…, S) with leading batch dims of " +
-                                                shape_to_string(s.batch) + " and S = " + std::to_string(s.S) +
-                                                ", found " + shape_to_string(ps));
-        }
         AdditiveTerm<T> term;
         term.values = additive<T>(*options.key_padding_mask, "key padding mask", true);
         term.row_stride = 0;
@@ -210,17 +241,6 @@ AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const T
     if (!options.key_lengths.empty()) {
         const auto& lengths = options.key_lengths;
         const std::size_t first = nb == 0 ? 1 : s.batch[0];
-        if (lengths.size() != 1 && lengths.size() != first) {
-            throw Error(ErrorKind::Shape, "--key-lengths",
-                        "expected 1 or " + std::to_string(first) + " values (the first batch dim), found " +
-                            std::to_string(lengths.size()));
-        }
-        for (std::size_t n : lengths) {
-            if (n > s.S) {
-                throw Error(ErrorKind::Value, "--key-lengths",
-                            "length " + std::to_string(n) + " exceeds the number of keys S = " + std::to_string(s.S));
-            }
-        }
         const std::size_t per_first = first == 0 ? 0 : p.batches / first;
         for (std::size_t b = 0; b < p.batches; ++b) {
             p.key_length[b] = lengths.size() == 1 ? lengths[0] : lengths[b / per_first];

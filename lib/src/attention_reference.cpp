@@ -21,9 +21,9 @@ Tensor reference(const Tensor& query, const Tensor& key, const Tensor& value, co
     std::vector<double> logit(p.S), prob(p.S);
     std::vector<T> row_out(p.S);
     for (std::size_t b = 0; b < p.batches; ++b) {
-        const T* q = p.q.data() + p.q_offset[b];
-        const T* k = p.k.data() + p.k_offset[b];
-        const T* v = p.v.data() + p.v_offset[b];
+        const T* q = p.q->data() + p.q_offset[b];
+        const T* k = p.k->data() + p.k_offset[b];
+        const T* v = p.v->data() + p.v_offset[b];
         for (std::size_t i = 0; i < p.L; ++i) {
             const std::size_t end = p.visible_end(b, i);
             for (std::size_t j = 0; j < p.S; ++j) {

@@ -53,6 +53,17 @@ BlasSingleThreaded::~BlasSingleThreaded() {
     if (saved_ > 0) openblas_set_num_threads(saved_);
 }
 
-void set_blas_threads(int threads) { openblas_set_num_threads(resolve_threads(threads)); }
+// OpenBLAS's OpenMP build takes its thread count from omp_get_max_threads() at each
+// call, overriding openblas_set_num_threads; the pthread build reads the latter.
+BlasThreads::BlasThreads(int threads) : saved_omp_(omp_get_max_threads()), saved_blas_(openblas_get_num_threads()) {
+    const int n = resolve_threads(threads);
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+BlasThreads::~BlasThreads() {
+    omp_set_num_threads(saved_omp_);
+    openblas_set_num_threads(saved_blas_);
+}
 
 }  // namespace attn::detail

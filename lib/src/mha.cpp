@@ -261,12 +261,12 @@ namespace {
 template <class T>
 xt::xarray<T> linear(const T* x, std::size_t rows, std::size_t in, const Tensor& weight,
                      const std::optional<Tensor>& bias) {
-    const xt::xarray<T> w = weight.cast<T>();
-    const std::size_t out_features = w.shape()[0];
+    const ValuesAs<T> w(weight);
+    const std::size_t out_features = w->shape()[0];
     xt::xarray<T> y = xt::xarray<T>::from_shape({rows, out_features});
     detail::gemm(false, true, rows, out_features, in, T(1), x, in, w.data(), in, T(0), y.data(), out_features);
     if (bias) {
-        const xt::xarray<T> b = bias->cast<T>();
+        const ValuesAs<T> b(*bias);
         for (std::size_t r = 0; r < rows; ++r) {
             T* row = y.data() + r * out_features;
             for (std::size_t c = 0; c < out_features; ++c) row[c] += b.data()[c];
@@ -342,8 +342,8 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
                                      shape_to_string(ks) + ", value " + shape_to_string(vs));
     }
 
-    detail::set_blas_threads(options.attention.threads);
-    const xt::xarray<T> q_in = query.cast<T>(), k_in = key.cast<T>(), v_in = value.cast<T>();
+    const detail::BlasThreads blas_threads(options.attention.threads);
+    const ValuesAs<T> q_in(query), k_in(key), v_in(value);
     xt::xarray<T> qp = linear<T>(q_in.data(), n * l, e, w.q_weight, w.q_bias);
     xt::xarray<T> kp = linear<T>(k_in.data(), n * s, w.kdim(), w.k_weight, w.k_bias);
     xt::xarray<T> vp = linear<T>(v_in.data(), n * s, w.vdim(), w.v_weight, w.v_bias);
@@ -465,6 +465,30 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
 }
 
 }  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, int threads) {
+    const Shape xs = x.shape(), ws = weight.shape();
+    if (xs.empty() || ws.size() != 2 || ws[1] != xs.back()) {
+        shape_error("linear", "input " + shape_to_string(xs) + " does not fit weight " + shape_to_string(ws) +
+                                  " (expected (…, in) and (out, in))");
+    }
+    if (bias && bias->shape() != Shape{ws[0]}) {
+        shape_error("linear", "bias " + shape_to_string(bias->shape()) + " does not fit weight " + shape_to_string(ws));
+    }
+    const detail::BlasThreads blas_threads(threads);
+    Shape ys = xs;
+    ys.back() = ws[0];
+    const std::size_t rows = xs.back() == 0 ? 0 : x.size() / xs.back();
+    auto run = [&](auto tag) {
+        using T = decltype(tag);
+        const ValuesAs<T> input(x);
+        xt::xarray<T> y = linear<T>(input.data(), rows, xs.back(), weight, bias);
+        y.reshape(ys);
+        return Tensor(std::move(y));
+    };
+    if (x.dtype() == DType::Float64 || weight.dtype() == DType::Float64) return run(double{});
+    return run(float{});
+}
 
 MhaResult multi_head_attention(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& weights,
                                const MhaOptions& options, bool want_weights, bool want_logits) {

@@ -78,6 +78,12 @@ struct MhaResult {
     std::optional<Tensor> logits;  // when asked for: (N, H, L, S)
 };
 
+// A Linear layer, y = x·Wᵀ + b, on the last dim of x (…, in) with W (out, in) and b
+// (out): one BLAS GEMM over every row with `threads` threads (0 = all cores). float64 if
+// x or W is float64, else float32.
+Tensor linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias = std::nullopt,
+              int threads = 0);
+
 // Checks that the weights fit the inputs and options (ErrorKind::Shape, or Usage when E
 // does not divide by H or kv_heads does not divide H) and computes the layer.
 MhaResult multi_head_attention(const Tensor& query, const Tensor& key, const Tensor& value,

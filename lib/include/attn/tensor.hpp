@@ -132,6 +132,35 @@ private:
     Storage storage_ = xt::xarray<float>();
 };
 
+// A tensor's values as T: the tensor's own array when it already holds T, else a
+// converted copy. Borrows `tensor`, which must outlive it.
+template <class T>
+class ValuesAs {
+public:
+    explicit ValuesAs(const Tensor& tensor) {
+        if (tensor.holds<T>()) {
+            values_ = &tensor.values<T>();
+        } else {
+            converted_ = tensor.cast<T>();
+            values_ = &converted_;
+        }
+    }
+    ValuesAs(ValuesAs&& other) noexcept
+        : converted_(std::move(other.converted_)),
+          values_(other.values_ == &other.converted_ ? &converted_ : other.values_) {}
+    ValuesAs(const ValuesAs&) = delete;
+    ValuesAs& operator=(const ValuesAs&) = delete;
+    ValuesAs& operator=(ValuesAs&&) = delete;
+
+    const xt::xarray<T>& operator*() const noexcept { return *values_; }
+    const xt::xarray<T>* operator->() const noexcept { return values_; }
+    const T* data() const noexcept { return values_->data(); }
+
+private:
+    xt::xarray<T> converted_;
+    const xt::xarray<T>* values_ = nullptr;
+};
+
 // Calls f(T{}) with T the C++ type of `dtype`.
 template <class F>
 decltype(auto) dispatch_dtype(DType dtype, F&& f) {

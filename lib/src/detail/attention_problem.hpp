@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <vector>
 
 #include <xtensor/xarray.hpp>
@@ -28,7 +29,9 @@ template <class T>
 struct AttentionProblem {
     Shape batch_shape;  // the broadcast batch dims of the output
     std::size_t batches = 1, L = 0, S = 0, E = 0, Ev = 0;
-    xt::xarray<T> q, k, v;
+    // The inputs in the compute type: borrowed from the caller's tensors when they
+    // already are, so they must outlive the problem.
+    std::optional<ValuesAs<T>> q, k, v;
     std::vector<std::size_t> q_offset, k_offset, v_offset;  // element offset of each matrix
     T scale = 1;
     Causal causal = Causal::None;
@@ -60,6 +63,11 @@ struct AttentionProblem {
         return s;
     }
 };
+
+// Checks every shape of a call (ErrorKind::Shape naming both shapes) and returns the
+// output's shape, without touching any data.
+Shape check_attention_shapes(const Shape& query, const Shape& key, const Shape& value,
+                             const AttentionOptions& options);
 
 // The dtype the computation runs in.
 DType compute_dtype(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options);

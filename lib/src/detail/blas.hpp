@@ -28,7 +28,18 @@ private:
     int saved_ = 0;
 };
 
-// Sets the thread count BLAS uses outside our parallel regions (the projections of mha).
-void set_blas_threads(int threads);
+// While alive, BLAS calls made outside our parallel regions (the projections of mha) use
+// `threads` threads (0 = all cores); the previous setting comes back afterwards.
+class BlasThreads {
+public:
+    explicit BlasThreads(int threads);
+    ~BlasThreads();
+    BlasThreads(const BlasThreads&) = delete;
+    BlasThreads& operator=(const BlasThreads&) = delete;
+
+private:
+    int saved_omp_;
+    int saved_blas_;
+};
 
 }  // namespace attn::detail
