@@ -111,6 +111,33 @@ class CliTest(unittest.TestCase):
                           "(2, 5, 64)", "(2, 5, 32)")
         self.assertEqual(sorted(os.listdir(self.dir)), ["bad.npy", "k.npy"])
 
+    def test_every_bad_fixture_is_exit_1_one_line_no_output(self):
+        data = os.path.join(HERE, "data")
+        bad = [os.path.join(data, "npy", f) for f in sorted(os.listdir(os.path.join(data, "npy"))) if f.startswith("bad_")]
+        bad += [os.path.join(data, "npz", f) for f in ("bad_crc.npz", "bomb_claim.npz", "bomb_size_mismatch.npz",
+                                                         "not_npy.npz", "short_member.npz")]
+        made = {
+            "ragged.json": b"[[1, 2], [3]]",
+            "text.json": b'[[1, "a"]]',
+            "deep.json": b"[" * 100000 + b"]" * 100000,
+            "mismatch.json": b'{"shape": [2, 2], "dtype": "float32", "data": [1, 2, 3]}',
+            "overlap.safetensors": (lambda h: len(h).to_bytes(8, "little") + h + b"\0" * 8)(
+                b'{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}'),
+            "past_end.safetensors": (1000).to_bytes(8, "little") + b"{}",
+        }
+        for name, content in made.items():
+            with open(self.path(name), "wb") as f:
+                f.write(content)
+            bad.append(self.path(name))
+        self.assertGreaterEqual(len(bad), 30)
+        for path in bad:
+            with self.subTest(path=os.path.basename(path)):
+                out = self.path("out.npy")
+                p = run("convert", path, out)
+                self.assert_error(p, 1, path)
+                self.assertFalse(os.path.exists(out))
+        self.assertEqual(sorted(os.listdir(self.dir)), sorted(made))
+
     def test_failed_run_leaves_existing_outputs_untouched(self):
         out, scores = self.path("out.npy"), self.path("w.npy")
         for p in (out, scores):
