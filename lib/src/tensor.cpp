@@ -1,6 +1,9 @@
 #include "attn/tensor.hpp"
 
+#include <sys/mman.h>
+
 #include <array>
+#include <cstdint>
 #include <limits>
 
 namespace attn {
@@ -27,6 +30,19 @@ constexpr std::array<DTypeInfo, 11> kDTypes = {{
 }};
 
 const DTypeInfo& info(DType dtype) { return kDTypes[static_cast<std::size_t>(dtype)]; }
+
+// Asks for transparent huge pages on the 2 MiB-aligned interior of a large fresh buffer,
+// as numpy does for its arrays: filling it then costs one page fault per 2 MiB instead of
+// one per 4 KiB, which doubles the speed of reading a large .npy file. Only a hint.
+void advise_huge_pages(void* data, std::size_t bytes) {
+    constexpr std::size_t kMinBytes = std::size_t(4) << 20;
+    constexpr std::uintptr_t kHugePage = std::uintptr_t(2) << 20;
+    if (bytes < kMinBytes) return;
+    const auto start = reinterpret_cast<std::uintptr_t>(data);
+    const std::uintptr_t begin = (start + kHugePage - 1) & ~(kHugePage - 1);
+    const std::uintptr_t end = (start + bytes) & ~(kHugePage - 1);
+    if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+}
 
 }  // namespace
 
@@ -75,7 +91,9 @@ Tensor Tensor::zeros(DType dtype, const Shape& shape) {
 Tensor Tensor::empty(DType dtype, const Shape& shape) {
     return dispatch_dtype(dtype, [&](auto tag) {
         using T = decltype(tag);
-        return Tensor(xt::xarray<T>::from_shape(shape));
+        Tensor tensor(xt::xarray<T>::from_shape(shape));
+        advise_huge_pages(tensor.data(), tensor.nbytes());
+        return tensor;
     });
 }
 
