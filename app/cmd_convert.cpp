@@ -27,8 +27,8 @@ void setup_convert(CLI::App& app) {
     sub->add_option("input", flags->input, "TENSOR to read")->required();
     sub->add_option("output", flags->output, "OUT to write (extension picks the format; - for stdout)")->required();
     sub->add_option("--dtype", flags->dtype, "Convert the values to this dtype")
-        ->check(CLI::IsMember({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-                               "float32", "float64"}));
+        ->check(CLI::IsMember(
+            {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64"}));
     add_output_flags(*sub, flags->out);
     sub->footer(
         "Examples:\n"

@@ -85,7 +85,9 @@ void run_mha(const MhaFlags& f) {
 void setup_mha(CLI::App& app) {
     auto flags = std::make_shared<MhaFlags>();
     CLI::App* sub = app.add_subcommand("mha", "Multi-head attention with projections (torch.nn.MultiheadAttention)");
-    sub->add_option("--heads", flags->heads, "Number of heads H; E must divide by H")->required()->check(CLI::PositiveNumber);
+    sub->add_option("--heads", flags->heads, "Number of heads H; E must divide by H")
+        ->required()
+        ->check(CLI::PositiveNumber);
     sub->add_option("--kv-heads", flags->kv_heads, "Key/value heads G for grouped-query attention (G divides H)")
         ->check(CLI::PositiveNumber);
     sub->add_option("-q,--query", flags->query, "Query TENSOR (N, L, E) or unbatched (L, E)")->required();
@@ -96,8 +98,8 @@ void setup_mha(CLI::App& app) {
                     "out_proj.weight, ...) or q_proj.weight/k_proj.weight/v_proj.weight/o_proj.weight");
     sub->add_option("--weights-prefix", flags->weights_prefix,
                     "Read names under this prefix, e.g. 'encoder.layers.0.self_attn.'");
-    flags->seed_option =
-        sub->add_option("--seed", flags->seed, "Without --weights: initialise as PyTorch does after torch.manual_seed(S)");
+    flags->seed_option = sub->add_option("--seed", flags->seed,
+                                         "Without --weights: initialise as PyTorch does after torch.manual_seed(S)");
     sub->add_flag("--no-bias", flags->no_bias, "With --seed: no projection biases (PyTorch bias=False)");
     sub->add_flag("--add-bias-kv", flags->add_bias_kv, "With --seed: add bias_k/bias_v (PyTorch add_bias_kv)");
     sub->add_option("--save-weights", flags->save_weights,
@@ -112,7 +114,8 @@ void setup_mha(CLI::App& app) {
     sub->add_option("--mask", flags->mask,
                     "Mask TENSOR (L, S), (N*H, L, S) or broadcastable to (N, H, L, S): bool TRUE = MAY ATTEND (the "
                     "opposite of PyTorch MHA's bool attn_mask), or float added");
-    sub->add_option("--key-padding-mask", flags->key_padding_mask, "TENSOR (N, S): bool true = padding, or float added");
+    sub->add_option("--key-padding-mask", flags->key_padding_mask,
+                    "TENSOR (N, S): bool true = padding, or float added");
     sub->add_option("--key-lengths", flags->key_lengths, "Valid keys per batch item N[,N...]")->delimiter(',');
     add_dtype_flag(*sub, flags->dtype);
     sub->add_option("--threads", flags->threads, "Worker threads; default: all cores")->check(CLI::Range(1, 4096));
@@ -121,7 +124,8 @@ void setup_mha(CLI::App& app) {
         "Examples:\n"
         "  attn-cli mha --heads 8 -q data/q.npy -k data/k.npy -v data/v.npy --weights data/mha_weights.npz -s w.npy\n"
         "  attn-cli mha --heads 8 -q x.npy --seed 0 --save-weights w.safetensors --causal -o out.npy\n"
-        "  attn-cli mha --heads 16 -q x.npy --weights model.safetensors --weights-prefix layers.3.attn. --average-heads\n");
+        "  attn-cli mha --heads 16 -q x.npy --weights model.safetensors --weights-prefix layers.3.attn. "
+        "--average-heads\n");
     sub->callback([flags] { run_mha(*flags); });
 }
 

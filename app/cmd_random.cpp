@@ -23,8 +23,9 @@ void run_random(const RandomFlags& f) {
         if (d < 0) throw Error(ErrorKind::Usage, "--shape", "expected non-negative sizes, found " + std::to_string(d));
         shape.push_back(static_cast<std::size_t>(d));
     }
-    const Tensor tensor = random_tensor(shape, f.distribution == "normal" ? Distribution::Normal : Distribution::Uniform,
-                                        f.seed, *dtype_from_name(f.dtype));
+    const Tensor tensor =
+        random_tensor(shape, f.distribution == "normal" ? Distribution::Normal : Distribution::Uniform, f.seed,
+                      *dtype_from_name(f.dtype));
     write_outputs({{f.output, &tensor}}, f.out);
 }
 
@@ -32,7 +33,8 @@ void run_random(const RandomFlags& f) {
 
 void setup_random(CLI::App& app) {
     auto flags = std::make_shared<RandomFlags>();
-    CLI::App* sub = app.add_subcommand("random", "Random test tensors; uniform ones equal torch.rand after torch.manual_seed");
+    CLI::App* sub =
+        app.add_subcommand("random", "Random test tensors; uniform ones equal torch.rand after torch.manual_seed");
     sub->add_option("--shape", flags->shape, "Shape, comma-separated: 2,5,64")->required()->delimiter(',');
     sub->add_option("--dist", flags->distribution, "uniform: U[0,1) like torch.rand; normal: N(0,1) (Box-Muller)")
         ->check(CLI::IsMember({"uniform", "normal"}))

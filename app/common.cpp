@@ -69,7 +69,8 @@ Causal causal_from(const CLI::Option* option, const std::string& causal) {
 std::vector<std::size_t> parse_key_lengths(const std::vector<long long>& values) {
     std::vector<std::size_t> lengths;
     for (long long v : values) {
-        if (v < 0) throw Error(ErrorKind::Usage, "--key-lengths", "expected non-negative lengths, found " + std::to_string(v));
+        if (v < 0)
+            throw Error(ErrorKind::Usage, "--key-lengths", "expected non-negative lengths, found " + std::to_string(v));
         lengths.push_back(static_cast<std::size_t>(v));
     }
     return lengths;

@@ -16,7 +16,7 @@ namespace attn::cli {
 
 // Flags that choose how OUT arguments are written.
 struct OutputFlags {
-    std::string format;                // "", "json" or "npy": forces the format (needed for "-")
+    std::string format;  // "", "json" or "npy": forces the format (needed for "-")
     std::string json_layout = "object";
 };
 void add_output_flags(CLI::App& app, OutputFlags& flags);

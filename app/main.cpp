@@ -42,9 +42,10 @@ std::string one_line(std::string text) {
 int main(int argc, char** argv) {
     for (int s : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) std::signal(s, on_fatal_signal);
 
-    CLI::App app{"attn-cli - attention calculator: scaled dot-product and multi-head attention on tensor files,\n"
-                 "with PyTorch's semantics.",
-                 "attn-cli"};
+    CLI::App app{
+        "attn-cli - attention calculator: scaled dot-product and multi-head attention on tensor files,\n"
+        "with PyTorch's semantics.",
+        "attn-cli"};
     app.set_version_flag("--version", std::string("attn-cli ") + ATTN_VERSION);
     app.require_subcommand(1);
     app.footer(

@@ -39,8 +39,9 @@ int main(int argc, char** argv) {
         const double read = best_seconds(runs, [&] { back = attn::io::read_tensor(path); });
         if (back.shape() != tensor.shape()) return 1;
         const double file_megabytes = static_cast<double>(attn::io::read_file(path).size()) / 1e6;
-        std::printf("  %-4s write %6.0f MB/s (file %6.0f MB/s)   read %6.0f MB/s (file %6.0f MB/s)   file %.1f MB\n", ext,
-                    megabytes / write, file_megabytes / write, megabytes / read, file_megabytes / read, file_megabytes);
+        std::printf("  %-4s write %6.0f MB/s (file %6.0f MB/s)   read %6.0f MB/s (file %6.0f MB/s)   file %.1f MB\n",
+                    ext, megabytes / write, file_megabytes / write, megabytes / read, file_megabytes / read,
+                    file_megabytes);
         std::remove(path.c_str());
     }
     return 0;

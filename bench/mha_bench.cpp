@@ -38,7 +38,8 @@ int main(int argc, char** argv) {
     const int n = 2048;
     std::vector<float> a(std::size_t(n) * n, 0.5f), b(std::size_t(n) * n, 0.25f), c(std::size_t(n) * n);
     const double sgemm = best_seconds(3, [&] {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(),
+                    n);
     });
     const double sgemm_gflops = 2.0 * n * n * n / sgemm / 1e9;
 

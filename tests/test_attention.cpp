@@ -58,7 +58,8 @@ TEST_CASE("sdpa: identical keys give uniform weights and the mean of the values"
     for (std::size_t c = 0; c < 2; ++c) {
         double mean = 0;
         for (std::size_t j = 0; j < 5; ++j) mean += vv(0, j, c) / 5.0;
-        for (std::size_t i = 0; i < 3; ++i) CHECK(r.output.values<float>()(0, i, c) == doctest::Approx(mean).epsilon(1e-6));
+        for (std::size_t i = 0; i < 3; ++i)
+            CHECK(r.output.values<float>()(0, i, c) == doctest::Approx(mean).epsilon(1e-6));
     }
 }
 
@@ -227,11 +228,17 @@ TEST_CASE("sdpa: NaN inputs propagate as in PyTorch") {
 
 TEST_CASE("sdpa: shape errors name both shapes") {
     const Tensor q = normal({2, 3, 4}, 30);
-    std::string m = test::error_of([&] { scaled_dot_product_attention(q, normal({2, 5, 6}, 31), normal({2, 5, 6}, 31), {}); },
-                                   ErrorKind::Shape);
+    std::string m = test::error_of(
+        [&] {
+            scaled_dot_product_attention(q, normal({2, 5, 6}, 31), normal({2, 5, 6}, 31), {});
+        },
+        ErrorKind::Shape);
     CHECK(test::contains(m, "query (2, 3, 4), key (2, 5, 6)"));
-    m = test::error_of([&] { scaled_dot_product_attention(q, normal({3, 5, 4}, 32), normal({3, 5, 4}, 32), {}); },
-                       ErrorKind::Shape);
+    m = test::error_of(
+        [&] {
+            scaled_dot_product_attention(q, normal({3, 5, 4}, 32), normal({3, 5, 4}, 32), {});
+        },
+        ErrorKind::Shape);
     CHECK(test::contains(m, "do not broadcast"));
     m = test::error_of([&] { scaled_dot_product_attention(normal({4}, 1), q, q, {}); }, ErrorKind::Shape);
     CHECK(test::contains(m, "rank >= 2"));
@@ -260,12 +267,14 @@ TEST_CASE("sdpa: the fast kernel equals the reference across tile edges") {
         for (std::size_t s : {std::size_t(1), std::size_t(64), std::size_t(65), std::size_t(257), std::size_t(777)}) {
             CAPTURE(l);
             CAPTURE(s);
-            const Tensor q = normal({1, 2, l, 16}, ++seed), k = normal({1, 2, s, 16}, ++seed), v = normal({1, 2, s, 8}, ++seed);
+            const Tensor q = normal({1, 2, l, 16}, ++seed), k = normal({1, 2, s, 16}, ++seed),
+                         v = normal({1, 2, s, 8}, ++seed);
             AttentionOptions o;
             o.causal = seed % 3 == 0 ? Causal::TopLeft : seed % 3 == 1 ? Causal::BottomRight : Causal::None;
             CAPTURE(static_cast<int>(o.causal));
             if (seed % 2 == 0) {
-                xt::xarray<bool> mask = xt::cast<bool>(xt::not_equal(xt::arange<std::size_t>(l * s) % 5, std::size_t(0)));
+                xt::xarray<bool> mask =
+                    xt::cast<bool>(xt::not_equal(xt::arange<std::size_t>(l * s) % 5, std::size_t(0)));
                 mask.reshape({l, s});
                 if (l > 1) xt::view(mask, 0, xt::all()) = false;  // a fully masked row
                 o.mask = Tensor(mask);

@@ -28,12 +28,12 @@ MhaOptions with_heads(std::size_t heads) {
     return o;
 }
 
-
 }  // namespace
 
 TEST_CASE("mha: --seed draws exactly torch.manual_seed(0); nn.MultiheadAttention(64, 8)") {
     // data/mha_weights.npz was written by PyTorch (data/make_example.py).
-    const io::NamedTensors torch_dict = io::read_tensor_archive(std::string(ATTN_EXAMPLE_DATA_DIR) + "/mha_weights.npz");
+    const io::NamedTensors torch_dict =
+        io::read_tensor_archive(std::string(ATTN_EXAMPLE_DATA_DIR) + "/mha_weights.npz");
     const io::NamedTensors ours = mha_state_dict(seeded(64, 8, 0));
     REQUIRE(ours.size() == torch_dict.size());
     for (std::size_t i = 0; i < ours.size(); ++i) {
@@ -56,7 +56,7 @@ TEST_CASE("mha: saved weights load back and give the same output") {
     for (io::Format format : {io::Format::Npz, io::Format::Safetensors, io::Format::Json}) {
         io::StringSink bytes;
         io::encode_tensor_archive(mha_state_dict(w), format, bytes);
-        const io::NamedTensors back = format == io::Format::Npz          ? io::decode_npz(bytes.bytes(), "w")
+        const io::NamedTensors back = format == io::Format::Npz           ? io::decode_npz(bytes.bytes(), "w")
                                       : format == io::Format::Safetensors ? io::decode_safetensors(bytes.bytes(), "w")
                                                                           : io::decode_json_archive(bytes.bytes(), "w");
         const MhaResult again = multi_head_attention(q, k, k, mha_weights_from_state_dict(back, "", "w"), o, true);
@@ -83,8 +83,9 @@ TEST_CASE("mha: weight names - packed, per-projection, separate Linear, prefixed
     }
     linear.emplace_back("o_proj.weight", test::member(packed, "out_proj.weight"));
     linear.emplace_back("o_proj.bias", test::member(packed, "out_proj.bias"));
-    CHECK(test::max_abs_diff(multi_head_attention(q, q, q, mha_weights_from_state_dict(linear, "", "m"), with_heads(2)).output,
-                             expected) == 0.0);
+    CHECK(test::max_abs_diff(
+              multi_head_attention(q, q, q, mha_weights_from_state_dict(linear, "", "m"), with_heads(2)).output,
+              expected) == 0.0);
     for (const auto& [name, t] : packed) prefixed.emplace_back("encoder.layers.0.self_attn." + name, t);
     prefixed.emplace_back("encoder.layers.0.linear1.weight", normal({4, 8}, 6));
     const MhaWeights from_prefix = mha_weights_from_state_dict(prefixed, "encoder.layers.0.self_attn.", "model.npz");
@@ -113,10 +114,12 @@ TEST_CASE("mha: heads that do not divide are usage errors; shape mismatches name
                          "must divide by 3 heads"));
     MhaOptions g = with_heads(2);
     g.kv_heads = 3;
-    CHECK(test::contains(test::error_of([&] { multi_head_attention(q, q, q, w, g); }, ErrorKind::Usage), "3 must divide 2"));
+    CHECK(test::contains(test::error_of([&] { multi_head_attention(q, q, q, w, g); }, ErrorKind::Usage),
+                         "3 must divide 2"));
     const Tensor wrong = normal({1, 3, 6}, 10);
-    CHECK(test::contains(test::error_of([&] { multi_head_attention(q, wrong, wrong, w, with_heads(2)); }, ErrorKind::Shape),
-                         "key: expected (N, L, 8)"));
+    CHECK(test::contains(
+        test::error_of([&] { multi_head_attention(q, wrong, wrong, w, with_heads(2)); }, ErrorKind::Shape),
+        "key: expected (N, L, 8)"));
     MhaInit bad;
     bad.embed_dim = 10;
     bad.heads = 4;
@@ -131,8 +134,10 @@ TEST_CASE("mha: grouped-query heads equal MHA with the K/V projections repeated 
     xt::xarray<float> k = xt::zeros<float>({e, e}), v = xt::zeros<float>({e, e});
     for (std::size_t h = 0; h < heads; ++h) {
         const std::size_t g = h / (heads / groups);
-        xt::view(k, xt::range(h * hd, h * hd + hd)) = xt::view(grouped.k_weight.values<float>(), xt::range(g * hd, g * hd + hd));
-        xt::view(v, xt::range(h * hd, h * hd + hd)) = xt::view(grouped.v_weight.values<float>(), xt::range(g * hd, g * hd + hd));
+        xt::view(k, xt::range(h * hd, h * hd + hd)) =
+            xt::view(grouped.k_weight.values<float>(), xt::range(g * hd, g * hd + hd));
+        xt::view(v, xt::range(h * hd, h * hd + hd)) =
+            xt::view(grouped.v_weight.values<float>(), xt::range(g * hd, g * hd + hd));
     }
     repeated.k_weight = Tensor(k);
     repeated.v_weight = Tensor(v);

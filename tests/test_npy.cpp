@@ -100,7 +100,8 @@ TEST_CASE("npy: round trip of every dtype") {
         CAPTURE(dtype_name(dtype));
         Tensor t = Tensor::zeros(dtype, {3, 1, 2});
         t.visit([](auto& a) {
-            for (std::size_t i = 0; i < a.size(); ++i) a.data()[i] = static_cast<typename std::decay_t<decltype(a)>::value_type>(i % 2 ? i : 0);
+            for (std::size_t i = 0; i < a.size(); ++i)
+                a.data()[i] = static_cast<typename std::decay_t<decltype(a)>::value_type>(i % 2 ? i : 0);
         });
         io::StringSink sink;
         io::encode_npy(t, sink);

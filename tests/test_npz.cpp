@@ -24,14 +24,10 @@ using attn::test::member;
 
 std::string fixture(const std::string& file) { return attn::test::fixture("npz/" + file); }
 
-
 // The message of the attn::Error that `f` throws, after checking its kind.
 
-
-
-
-const std::vector<std::string> kSavezNames = {"f32",   "f64",    "i64",   "u8",      "mask",
-                                              "f16",   "scalar", "empty", "fortran", "big_endian"};
+const std::vector<std::string> kSavezNames = {"f32", "f64",    "i64",   "u8",      "mask",
+                                              "f16", "scalar", "empty", "fortran", "big_endian"};
 
 // One tensor of each dtype, with values at the edges of its range.
 attn::io::NamedTensors every_dtype() {
@@ -194,16 +190,15 @@ TEST_CASE("npz: zip bomb declaring 100 GB is refused before inflating") {
 }
 
 TEST_CASE("npz: member whose declared size disagrees with its npy header is refused") {
-    const std::string message = error_of(
-        [] { attn::io::decode_npz_member(fixture("bomb_size_mismatch.npz"), "x", "bomb_size_mismatch.npz"); });
+    const std::string message =
+        error_of([] { attn::io::decode_npz_member(fixture("bomb_size_mismatch.npz"), "x", "bomb_size_mismatch.npz"); });
     CHECK(contains(message, "member 'x.npy' declares 200000 bytes uncompressed"));
     CHECK(contains(message, "(4,)"));
     CHECK(contains(message, "implies 144"));
 }
 
 TEST_CASE("npz: member that inflates to less than it declares is refused") {
-    const std::string message =
-        error_of([] { attn::io::decode_npz(fixture("short_member.npz"), "short_member.npz"); });
+    const std::string message = error_of([] { attn::io::decode_npz(fixture("short_member.npz"), "short_member.npz"); });
     CHECK(contains(message, "member 'x.npy' ends after 1128 bytes"));
     CHECK(contains(message, "declares 4128"));
 }

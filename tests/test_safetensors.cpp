@@ -27,11 +27,6 @@ using attn::test::member;
 
 std::string fixture(const std::string& file) { return attn::test::fixture("safetensors/" + file); }
 
-
-
-
-
-
 // A .safetensors file from its header text and buffer; the header is used as given.
 std::string make_file(const std::string& header, const std::string& buffer = "") {
     std::string out(8, '\0');
@@ -85,9 +80,9 @@ void check_same(const attn::io::NamedTensors& got, const attn::io::NamedTensors&
 
 TEST_CASE("safetensors: file written from torch tensors, every dtype") {
     const std::string bytes = fixture("torch_mixed.safetensors");
-    const std::vector<std::string> offset_order = {"u64",  "i64",  "f64", "attn.weight", "empty",
+    const std::vector<std::string> offset_order = {"u64",    "i64", "f64", "attn.weight", "empty",
                                                    "scalar", "u32", "i32", "bf16",        "half",
-                                                   "u16",  "i16",  "i8",  "u8",          "mask"};
+                                                   "u16",    "i16", "i8",  "u8",          "mask"};
     CHECK(attn::io::safetensors_names(bytes, "torch_mixed.safetensors") == offset_order);
 
     const auto tensors = attn::io::decode_safetensors(bytes, "torch_mixed.safetensors");
@@ -179,8 +174,9 @@ TEST_CASE("safetensors: encode refuses duplicate and reserved names") {
 }
 
 TEST_CASE("safetensors: metadata of strings is accepted") {
-    const std::string bytes = make_file(
-        R"({"__metadata__":{"format":"pt","note":"x"},"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}})", "\x01\x02");
+    const std::string bytes =
+        make_file(R"({"__metadata__":{"format":"pt","note":"x"},"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}})",
+                  "\x01\x02");
     check_tensor<std::uint8_t>(attn::io::decode_safetensors_member(bytes, "a", "m.safetensors"), {2}, {1, 2});
 }
 
@@ -214,8 +210,8 @@ TEST_CASE("safetensors: duplicate tensor names") {
 }
 
 TEST_CASE("safetensors: duplicate key inside an entry") {
-    const std::string message = read_error(
-        make_file(R"({"a":{"dtype":"U8","dtype":"I8","shape":[1],"data_offsets":[0,1]}})", "x"));
+    const std::string message =
+        read_error(make_file(R"({"a":{"dtype":"U8","dtype":"I8","shape":[1],"data_offsets":[0,1]}})", "x"));
     CHECK(contains(message, "entry 'a' has the key 'dtype' twice"));
 }
 
@@ -288,7 +284,8 @@ TEST_CASE("safetensors: header that is not a JSON object") {
 }
 
 TEST_CASE("safetensors: entry with missing or extra keys") {
-    CHECK(contains(read_error(make_file(R"({"a":{"dtype":"U8","shape":[0]}})")), "tensor 'a': missing key 'data_offsets'"));
+    CHECK(contains(read_error(make_file(R"({"a":{"dtype":"U8","shape":[0]}})")),
+                   "tensor 'a': missing key 'data_offsets'"));
     CHECK(contains(read_error(make_file(R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[0,0],"x":1}})")),
                    "tensor 'a': unexpected key 'x'"));
     CHECK(contains(read_error(make_file(R"({"a":[1]})")), "tensor 'a': header entry is an array"));

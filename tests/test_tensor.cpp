@@ -28,7 +28,11 @@ TEST_CASE("tensor: shapes print as numpy prints them") {
 TEST_CASE("tensor: element counts refuse overflow") {
     CHECK(checked_element_count({2, 3, 0}, "x") == 0);
     CHECK(checked_element_count({}, "x") == 1);
-    const std::string message = test::error_of([] { checked_element_count({1ull << 40, 1ull << 40}, "x.npy"); }, ErrorKind::Value);
+    const std::string message = test::error_of(
+        [] {
+            checked_element_count({1ull << 40, 1ull << 40}, "x.npy");
+        },
+        ErrorKind::Value);
     CHECK(test::contains(message, "x.npy"));
 }
 

@@ -175,7 +175,8 @@ TEST_CASE("OutputFile: unwritable places are I/O errors naming the path") {
 
 TEST_CASE("write_tensor: the OUT extension picks the format, unknown ones are usage errors") {
     TempDir dir;
-    const std::string message = test::error_of([&] { io::write_tensor(dir.file("x.txt"), sample()); }, ErrorKind::Usage);
+    const std::string message =
+        test::error_of([&] { io::write_tensor(dir.file("x.txt"), sample()); }, ErrorKind::Usage);
     CHECK(test::contains(message, "expected a name ending in .npy, .json, .npz or .safetensors"));
     CHECK(dir.entries() == 0);
     io::WriteOptions as_npy;

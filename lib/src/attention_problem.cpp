@@ -89,8 +89,8 @@ Shapes check_shapes(const Shape& q, const Shape& k, const Shape& v) {
         const bool grouped = r == 0 && bq.size() >= 1 && nq % nkv == 0 && nq > nkv;
         if (!broadcast && !grouped) {
             shape_error("query/key", "batch dims do not broadcast and " + std::to_string(nkv) +
-                                         " key/value heads do not divide " + std::to_string(nq) +
-                                         " query heads; " + three_shapes(q, k, v));
+                                         " key/value heads do not divide " + std::to_string(nq) + " query heads; " +
+                                         three_shapes(q, k, v));
         }
         if (grouped) n = nq;
         s.batch[rank - 1 - r] = n;
@@ -108,8 +108,8 @@ Shape check_mask_shape(const Shape& mask, const Shape& scores) {
         fits = m == o || m == 1;
     }
     if (!fits) {
-        shape_error("mask", "shape " + shape_to_string(mask) + " does not broadcast to the scores " +
-                                shape_to_string(scores));
+        shape_error("mask",
+                    "shape " + shape_to_string(mask) + " does not broadcast to the scores " + shape_to_string(scores));
     }
     return ms;
 }
@@ -120,8 +120,8 @@ void check_padding_shape(const Shape& ps, const Shape& batch, std::size_t keys) 
     for (std::size_t d = 0; fits && d + 1 < ps.size(); ++d) fits = ps[d] == batch[d] || ps[d] == 1;
     if (!fits) {
         shape_error("key padding mask", "expected shape (batch…, S) with leading batch dims of " +
-                                            shape_to_string(batch) + " and S = " + std::to_string(keys) +
-                                            ", found " + shape_to_string(ps));
+                                            shape_to_string(batch) + " and S = " + std::to_string(keys) + ", found " +
+                                            shape_to_string(ps));
     }
 }
 
@@ -249,7 +249,8 @@ AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const T
     return p;
 }
 
-template AttentionProblem<float> make_problem<float>(const Tensor&, const Tensor&, const Tensor&, const AttentionOptions&);
+template AttentionProblem<float> make_problem<float>(const Tensor&, const Tensor&, const Tensor&,
+                                                     const AttentionOptions&);
 template AttentionProblem<double> make_problem<double>(const Tensor&, const Tensor&, const Tensor&,
                                                        const AttentionOptions&);
 

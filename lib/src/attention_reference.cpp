@@ -35,7 +35,8 @@ Tensor reference(const Tensor& query, const Tensor& key, const Tensor& value, co
                 for (std::size_t e = 0; e < p.E; ++e) dot += double(q[i * p.E + e]) * double(k[j * p.E + e]);
                 logit[j] = dot * double(p.scale);
                 for (const auto& term : p.terms) {
-                    logit[j] += double(term.values.data()[term.matrix_offset[b] + i * term.row_stride + j * term.column_stride]);
+                    logit[j] += double(
+                        term.values.data()[term.matrix_offset[b] + i * term.row_stride + j * term.column_stride]);
                 }
             }
             double max = ninf;
@@ -72,8 +73,8 @@ Tensor reference(const Tensor& query, const Tensor& key, const Tensor& value, co
 
 }  // namespace
 
-Tensor reference_attention(const Tensor& query, const Tensor& key, const Tensor& value,
-                           const AttentionOptions& options, ScoreSink* weights, ScoreSink* logits) {
+Tensor reference_attention(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options,
+                           ScoreSink* weights, ScoreSink* logits) {
     if (detail::compute_dtype(query, key, value, options) == DType::Float64) {
         return reference<double>(query, key, value, options, weights, logits);
     }

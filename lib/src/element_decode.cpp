@@ -41,14 +41,16 @@ float bfloat16_to_float(std::uint16_t bits) {
 
 std::size_t checked_mul(std::size_t a, std::size_t b, const std::string& subject) {
     if (a != 0 && b > std::numeric_limits<std::size_t>::max() / a) {
-        throw Error(ErrorKind::Format, subject, "size overflows (" + std::to_string(a) + " x " + std::to_string(b) + ")");
+        throw Error(ErrorKind::Format, subject,
+                    "size overflows (" + std::to_string(a) + " x " + std::to_string(b) + ")");
     }
     return a * b;
 }
 
 std::size_t checked_add(std::size_t a, std::size_t b, const std::string& subject) {
     if (b > std::numeric_limits<std::size_t>::max() - a) {
-        throw Error(ErrorKind::Format, subject, "size overflows (" + std::to_string(a) + " + " + std::to_string(b) + ")");
+        throw Error(ErrorKind::Format, subject,
+                    "size overflows (" + std::to_string(a) + " + " + std::to_string(b) + ")");
     }
     return a + b;
 }

@@ -124,14 +124,16 @@ MhaWeights mha_weights_from_state_dict(const io::NamedTensors& tensors, const st
                                                               {&w.v_weight, "value projection"},
                                                               {&w.out_weight, std::string(out_name) + ".weight"}};
     for (const auto& [t, name] : matrices) {
-        if (t->rank() != 2) shape_error(source + ": " + name, "expected a matrix, found shape " + shape_to_string(t->shape()));
+        if (t->rank() != 2)
+            shape_error(source + ": " + name, "expected a matrix, found shape " + shape_to_string(t->shape()));
     }
     const std::size_t e = w.q_weight.shape()[0];
     const std::size_t ekv = w.k_weight.shape()[0];
     expect_shape(w.q_weight, {e, e}, source + ": query projection weight");
     if (w.v_weight.shape()[0] != ekv) {
-        shape_error(source + ": value projection weight", "expected " + std::to_string(ekv) + " rows like the key's, found " +
-                                                              shape_to_string(w.v_weight.shape()));
+        shape_error(
+            source + ": value projection weight",
+            "expected " + std::to_string(ekv) + " rows like the key's, found " + shape_to_string(w.v_weight.shape()));
     }
     expect_shape(w.out_weight, {e, e}, dict.subject(std::string(out_name) + ".weight"));
     if (packed_bias) {
@@ -160,7 +162,8 @@ io::NamedTensors mha_state_dict(const MhaWeights& w) {
     io::NamedTensors dict;
     if (grouped || !(in_bias_all || in_bias_none)) {  // not a shape torch's module can hold
         const std::pair<const char*, std::pair<const Tensor*, const std::optional<Tensor>*>> linears[] = {
-            {"q_proj", {&w.q_weight, &w.q_bias}}, {"k_proj", {&w.k_weight, &w.k_bias}},
+            {"q_proj", {&w.q_weight, &w.q_bias}},
+            {"k_proj", {&w.k_weight, &w.k_bias}},
             {"v_proj", {&w.v_weight, &w.v_bias}}};
         for (const auto& [name, parts] : linears) {
             dict.emplace_back(std::string(name) + ".weight", *parts.first);
@@ -190,11 +193,13 @@ MhaWeights init_mha_weights(const MhaInit& init, std::uint64_t seed) {
     const std::size_t heads = init.heads;
     const std::size_t kv_heads = init.kv_heads == 0 ? heads : init.kv_heads;
     if (e == 0 || heads == 0 || e % heads != 0) {
-        throw Error(ErrorKind::Usage, "--heads", "embed dim " + std::to_string(e) + " must be a positive multiple of " +
-                                                     std::to_string(heads) + " heads");
+        throw Error(
+            ErrorKind::Usage, "--heads",
+            "embed dim " + std::to_string(e) + " must be a positive multiple of " + std::to_string(heads) + " heads");
     }
     if (heads % kv_heads != 0) {
-        throw Error(ErrorKind::Usage, "--kv-heads", std::to_string(kv_heads) + " must divide " + std::to_string(heads) + " heads");
+        throw Error(ErrorKind::Usage, "--kv-heads",
+                    std::to_string(kv_heads) + " must divide " + std::to_string(heads) + " heads");
     }
     const std::size_t ekv = kv_heads * (e / heads);
     const std::size_t kdim = init.kdim ? init.kdim : e;
@@ -313,11 +318,12 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
     const std::size_t heads = options.heads;
     const std::size_t kv_heads = options.kv_heads == 0 ? heads : options.kv_heads;
     if (heads == 0 || e % heads != 0) {
-        throw Error(ErrorKind::Usage, "--heads", "embed dim " + std::to_string(e) + " must divide by " +
-                                                     std::to_string(heads) + " heads");
+        throw Error(ErrorKind::Usage, "--heads",
+                    "embed dim " + std::to_string(e) + " must divide by " + std::to_string(heads) + " heads");
     }
     if (heads % kv_heads != 0) {
-        throw Error(ErrorKind::Usage, "--kv-heads", std::to_string(kv_heads) + " must divide " + std::to_string(heads) + " heads");
+        throw Error(ErrorKind::Usage, "--kv-heads",
+                    std::to_string(kv_heads) + " must divide " + std::to_string(heads) + " heads");
     }
     const std::size_t hd = e / heads;
     const std::size_t ekv = kv_heads * hd;
@@ -396,11 +402,14 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
     if (attention.key_padding_mask) {
         const Shape ps = attention.key_padding_mask->shape();
         const Shape want = unbatched ? Shape{s} : Shape{n, s};
-        if (ps != want) shape_error("key padding mask", "expected shape " + shape_to_string(want) + ", found " + shape_to_string(ps));
-        if (unbatched) attention.key_padding_mask = attention.key_padding_mask->visit([&](const auto& a) {
-            using M = typename std::decay_t<decltype(a)>::value_type;
-            return Tensor(xt::xarray<M>(xt::reshape_view(a, {std::size_t(1), s})));
-        });
+        if (ps != want)
+            shape_error("key padding mask",
+                        "expected shape " + shape_to_string(want) + ", found " + shape_to_string(ps));
+        if (unbatched)
+            attention.key_padding_mask = attention.key_padding_mask->visit([&](const auto& a) {
+                using M = typename std::decay_t<decltype(a)>::value_type;
+                return Tensor(xt::xarray<M>(xt::reshape_view(a, {std::size_t(1), s})));
+            });
     }
     if (extra > 0) {
         // The appended keys are always visible (PyTorch pads attn_mask and
@@ -413,13 +422,16 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
             }
             xt::xarray<bool> padding = xt::xarray<bool>::from_shape({n, s});
             for (std::size_t b = 0; b < n; ++b) {
-                const std::size_t len = attention.key_lengths.size() == 1 ? attention.key_lengths[0] : attention.key_lengths[b];
-                if (len > s) throw Error(ErrorKind::Value, "--key-lengths", "length " + std::to_string(len) + " exceeds S = " + std::to_string(s));
+                const std::size_t len =
+                    attention.key_lengths.size() == 1 ? attention.key_lengths[0] : attention.key_lengths[b];
+                if (len > s)
+                    throw Error(ErrorKind::Value, "--key-lengths",
+                                "length " + std::to_string(len) + " exceeds S = " + std::to_string(s));
                 for (std::size_t j = 0; j < s; ++j) padding(b, j) = j >= len;
             }
             const Tensor lengths_mask(std::move(padding));
-            attention.key_padding_mask = attention.key_padding_mask ? combine(*attention.key_padding_mask, lengths_mask, true)
-                                                                    : lengths_mask;
+            attention.key_padding_mask =
+                attention.key_padding_mask ? combine(*attention.key_padding_mask, lengths_mask, true) : lengths_mask;
             attention.key_lengths.clear();
         }
         if (attention.causal != Causal::None) {
@@ -434,7 +446,8 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
             attention.causal = Causal::None;
         }
         if (attention.mask) attention.mask = pad_columns(*attention.mask, extra, false);
-        if (attention.key_padding_mask) attention.key_padding_mask = pad_columns(*attention.key_padding_mask, extra, true);
+        if (attention.key_padding_mask)
+            attention.key_padding_mask = pad_columns(*attention.key_padding_mask, extra, true);
     }
 
     attention.precision = dtype_of<T>::value == DType::Float64 ? Precision::Float64 : Precision::Float32;

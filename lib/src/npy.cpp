@@ -15,9 +15,7 @@ using detail::NpyHeader;
 constexpr char kMagic[] = "\x93NUMPY";
 constexpr std::size_t kMagicSize = 6;
 
-[[noreturn]] void fail(const std::string& name, const std::string& what) {
-    throw Error(ErrorKind::Format, name, what);
-}
+[[noreturn]] void fail(const std::string& name, const std::string& what) { throw Error(ErrorKind::Format, name, what); }
 
 // Header text quoted in a message, with control and non-ASCII bytes as \xNN so the
 // message stays one printable line.
@@ -64,7 +62,8 @@ public:
                 once(seen_shape, key);
                 header.shape = parse_shape();
             } else {
-                fail(name_, "npy header: unexpected key '" + printable(key) + "' (expected descr, fortran_order, shape)");
+                fail(name_,
+                     "npy header: unexpected key '" + printable(key) + "' (expected descr, fortran_order, shape)");
             }
             skip_space();
             if (peek() == ',') {
@@ -74,7 +73,8 @@ public:
             if (peek() != '}') fail(name_, "npy header: expected ',' or '}' at offset " + std::to_string(pos_));
         }
         ++pos_;
-        for (auto [seen, key] : {std::pair{seen_descr, "descr"}, {seen_order, "fortran_order"}, {seen_shape, "shape"}}) {
+        for (auto [seen, key] :
+             {std::pair{seen_descr, "descr"}, {seen_order, "fortran_order"}, {seen_shape, "shape"}}) {
             if (!seen) fail(name_, std::string("npy header: missing key '") + key + "'");
         }
         skip_space();
@@ -86,7 +86,9 @@ private:
     char peek() const { return pos_ < text_.size() ? text_[pos_] : '\0'; }
 
     void skip_space() {
-        while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' || text_[pos_] == '\r')) ++pos_;
+        while (pos_ < text_.size() &&
+               (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' || text_[pos_] == '\r'))
+            ++pos_;
     }
 
     void expect(char c) {
@@ -168,7 +170,8 @@ private:
         if (kind == 'c') return unsupported("complex numbers");
         if (kind == 'M' || kind == 'm') return unsupported("datetimes");
         if (kind == 'V') return unsupported("raw or structured data");
-        if (size_text.empty() || size_text.size() > 2 || !std::all_of(size_text.begin(), size_text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        if (size_text.empty() || size_text.size() > 2 ||
+            !std::all_of(size_text.begin(), size_text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
             return unsupported("malformed item size");
         }
         const int size = std::stoi(size_text);
@@ -181,10 +184,18 @@ private:
                 if (size == 1) dtype = DType::Bool;
                 break;
             case 'i':
-                dtype = size == 1 ? DType::Int8 : size == 2 ? DType::Int16 : size == 4 ? DType::Int32 : size == 8 ? DType::Int64 : std::optional<DType>();
+                dtype = size == 1   ? DType::Int8
+                        : size == 2 ? DType::Int16
+                        : size == 4 ? DType::Int32
+                        : size == 8 ? DType::Int64
+                                    : std::optional<DType>();
                 break;
             case 'u':
-                dtype = size == 1 ? DType::UInt8 : size == 2 ? DType::UInt16 : size == 4 ? DType::UInt32 : size == 8 ? DType::UInt64 : std::optional<DType>();
+                dtype = size == 1   ? DType::UInt8
+                        : size == 2 ? DType::UInt16
+                        : size == 4 ? DType::UInt32
+                        : size == 8 ? DType::UInt64
+                                    : std::optional<DType>();
                 break;
             case 'f':
                 if (size == 2) {
@@ -196,8 +207,7 @@ private:
                     dtype = DType::Float64;
                 }
                 break;
-            default:
-                return unsupported("unknown kind");
+            default: return unsupported("unknown kind");
         }
         if (!dtype) return unsupported("unsupported item size");
         e.dtype = *dtype;
@@ -290,7 +300,8 @@ NpyHeader parse_npy_header(std::string_view prefix, std::size_t file_size, const
     NpyHeader header = io::HeaderParser(text, name).parse();
     header.data_offset = data_offset;
     std::size_t size = header.encoding.item_size;
-    for (std::size_t d : header.shape) size = checked_mul(size, d, name + ": npy shape " + shape_to_string(header.shape));
+    for (std::size_t d : header.shape)
+        size = checked_mul(size, d, name + ": npy shape " + shape_to_string(header.shape));
     header.data_size = size;
     return header;
 }
@@ -299,7 +310,8 @@ void check_npy_data_size(const NpyHeader& header, std::size_t file_size, const s
     const std::size_t have = file_size - header.data_offset;
     if (have != header.data_size) {
         io::fail(name, "npy data is " + std::to_string(have) + " bytes, shape " + shape_to_string(header.shape) +
-                           " needs " + std::to_string(header.data_size) + (have < header.data_size ? " (truncated)" : " (trailing bytes)"));
+                           " needs " + std::to_string(header.data_size) +
+                           (have < header.data_size ? " (truncated)" : " (trailing bytes)"));
     }
 }
 

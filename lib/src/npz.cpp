@@ -40,9 +40,7 @@ constexpr std::uint64_t kMaxMemberBytes = std::uint64_t(1) << 36;  // 64 GiB
 // (libzip stores it as local time, as zip dates are).
 constexpr std::time_t kMemberMtime = 946684800;  // 2000-01-01T00:00:00Z
 
-[[noreturn]] void fail(const std::string& name, const std::string& what) {
-    throw Error(ErrorKind::Format, name, what);
-}
+[[noreturn]] void fail(const std::string& name, const std::string& what) { throw Error(ErrorKind::Format, name, what); }
 
 std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
 
@@ -116,8 +114,8 @@ public:
         for (zip_int64_t i = 0; i < count; ++i) {
             const char* zip_name = zip_get_name(archive_.get(), zip_uint64_t(i), 0);
             if (zip_name == nullptr) {
-                fail(name_, "cannot read the name of zip entry " + std::to_string(i) + ": " +
-                                zip_strerror(archive_.get()));
+                fail(name_,
+                     "cannot read the name of zip entry " + std::to_string(i) + ": " + zip_strerror(archive_.get()));
             }
             Member member{zip_uint64_t(i), zip_name, strip_npy_suffix(zip_name)};
             // "a" and "a.npy" would both answer to the name "a".
@@ -148,9 +146,7 @@ public:
         fail(name_, "no member " + in_quotes(wanted) + "; members: " + join_names(names()));
     }
 
-    Tensor decode(const Member& member) const {
-        return decode_npy(read_member(member), tensor_subject(member));
-    }
+    Tensor decode(const Member& member) const { return decode_npy(read_member(member), tensor_subject(member)); }
 
 private:
     std::string member_subject(const Member& member) const { return "member " + in_quotes(member.zip_name); }
@@ -193,8 +189,8 @@ private:
                             ", expected 0 (stored) or 8 (deflated)");
         }
         if (st.size > kMaxMemberBytes) {
-            fail(name_, subject + " declares " + std::to_string(st.size) +
-                            " bytes uncompressed, over the limit of " + std::to_string(kMaxMemberBytes));
+            fail(name_, subject + " declares " + std::to_string(st.size) + " bytes uncompressed, over the limit of " +
+                            std::to_string(kMaxMemberBytes));
         }
         return st;
     }
@@ -240,9 +236,10 @@ private:
         const detail::NpyHeader header = read_npy_header(file.get(), member, st.size, bytes);
         const std::uint64_t implied = checked_add(header.data_offset, header.data_size, name_);
         if (implied != st.size) {
-            fail(name_, subject + " declares " + std::to_string(st.size) + " bytes uncompressed, its npy header (shape " +
-                            shape_to_string(header.shape) + ", " + std::to_string(header.encoding.item_size) +
-                            "-byte items) implies " + std::to_string(implied));
+            fail(name_, subject + " declares " + std::to_string(st.size) +
+                            " bytes uncompressed, its npy header (shape " + shape_to_string(header.shape) + ", " +
+                            std::to_string(header.encoding.item_size) + "-byte items) implies " +
+                            std::to_string(implied));
         }
         const std::size_t have = bytes.size();
         bytes.resize(st.size);
@@ -333,11 +330,13 @@ void encode_npz(const NamedTensors& tensors, ByteSink& sink) {
             fail_write(subject + ": " + zip_strerror(archive.get()));
         }
     }
-    if (zip_close(archive.get()) != 0) fail_write("cannot write the zip archive: " + std::string(zip_strerror(archive.get())));
+    if (zip_close(archive.get()) != 0)
+        fail_write("cannot write the zip archive: " + std::string(zip_strerror(archive.get())));
     archive.release();  // closed
 
     if (zip_source_open(buffer.get()) != 0) {
-        fail_write("cannot read back the zip archive: " + std::string(zip_error_strerror(zip_source_error(buffer.get()))));
+        fail_write("cannot read back the zip archive: " +
+                   std::string(zip_error_strerror(zip_source_error(buffer.get()))));
     }
     zip_stat_t st;
     zip_stat_init(&st);

@@ -33,7 +33,8 @@ template void TorchGenerator::fill_normal<double>(double*, std::size_t, double, 
 
 Tensor random_tensor(const Shape& shape, Distribution distribution, std::uint64_t seed, DType dtype) {
     if (!is_floating(dtype)) {
-        throw Error(ErrorKind::Usage, "--dtype", "random tensors are float32 or float64, not " + std::string(dtype_name(dtype)));
+        throw Error(ErrorKind::Usage, "--dtype",
+                    "random tensors are float32 or float64, not " + std::string(dtype_name(dtype)));
     }
     checked_element_count(shape, "--shape");
     Tensor tensor = Tensor::empty(dtype, shape);

@@ -82,9 +82,7 @@ std::string supported_dtypes() {
 
 std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
 
-[[noreturn]] void fail(const std::string& name, const std::string& what) {
-    throw Error(ErrorKind::Format, name, what);
-}
+[[noreturn]] void fail(const std::string& name, const std::string& what) { throw Error(ErrorKind::Format, name, what); }
 
 // nlohmann quotes the bytes it stopped at, which may be invalid UTF-8; a message must
 // stay one printable line.
@@ -123,9 +121,7 @@ public:
 
     bool operator()(int depth, Json::parse_event_t event, Json& parsed) {
         switch (event) {
-            case Json::parse_event_t::object_start:
-                keys_.emplace_back();
-                break;
+            case Json::parse_event_t::object_start: keys_.emplace_back(); break;
             case Json::parse_event_t::object_end:
                 if (!keys_.empty()) keys_.pop_back();
                 break;
@@ -138,8 +134,7 @@ public:
                 }
                 break;
             }
-            default:
-                break;
+            default: break;
         }
         return true;
     }
@@ -171,7 +166,8 @@ Entry parse_entry(const std::string& tensor, const Json& value, const std::strin
     }
     for (const auto& item : value.items()) {
         if (item.key() != "dtype" && item.key() != "shape" && item.key() != "data_offsets") {
-            fail(name, subject + ": unexpected key " + in_quotes(item.key()) + " (expected dtype, shape, data_offsets)");
+            fail(name,
+                 subject + ": unexpected key " + in_quotes(item.key()) + " (expected dtype, shape, data_offsets)");
         }
     }
     for (const char* key : {"dtype", "shape", "data_offsets"}) {
@@ -211,8 +207,8 @@ Entry parse_entry(const std::string& tensor, const Json& value, const std::strin
     const std::size_t needed = checked_mul(count, entry.dtype->encoding.item_size, name);
     if (entry.end - entry.begin != needed) {
         fail(name, subject + ": data_offsets " + offsets_text(entry.begin, entry.end) + " span " +
-                       std::to_string(entry.end - entry.begin) + " bytes, shape " + shape_to_string(entry.shape) +
-                       " " + std::string(entry.dtype->name) + " needs " + std::to_string(needed));
+                       std::to_string(entry.end - entry.begin) + " bytes, shape " + shape_to_string(entry.shape) + " " +
+                       std::string(entry.dtype->name) + " needs " + std::to_string(needed));
     }
     return entry;
 }
@@ -264,8 +260,8 @@ Layout parse_layout(std::string_view bytes, const std::string& name) {
     if (!header.is_object()) fail(name, "header is " + json_type(header) + ", expected a JSON object");
     // The reference reader wants '{' first (no BOM or leading space).
     if (text.front() != '{') {  // not empty: it parsed as an object
-        fail(name, "header starts with byte " + std::to_string(static_cast<unsigned char>(text.front())) +
-                       ", expected '{'");
+        fail(name,
+             "header starts with byte " + std::to_string(static_cast<unsigned char>(text.front())) + ", expected '{'");
     }
 
     Layout layout;
@@ -285,8 +281,8 @@ Layout parse_layout(std::string_view bytes, const std::string& name) {
     std::uint64_t expected = 0;
     const Entry* previous = nullptr;
     for (const Entry& entry : layout.entries) {
-        const std::string subject = "tensor " + in_quotes(entry.name) + ": data_offsets " +
-                                    offsets_text(entry.begin, entry.end);
+        const std::string subject =
+            "tensor " + in_quotes(entry.name) + ": data_offsets " + offsets_text(entry.begin, entry.end);
         if (entry.begin < expected) {
             fail(name, subject + " overlap tensor " + in_quotes(previous->name) + " " +
                            offsets_text(previous->begin, previous->end));
@@ -314,7 +310,8 @@ Layout parse_layout(std::string_view bytes, const std::string& name) {
 }
 
 Tensor decode_entry(std::string_view bytes, const Layout& layout, const Entry& entry) {
-    return detail::decode_elements(entry.dtype->encoding, entry.shape, bytes.data() + layout.buffer_start + entry.begin);
+    return detail::decode_elements(entry.dtype->encoding, entry.shape,
+                                   bytes.data() + layout.buffer_start + entry.begin);
 }
 
 std::vector<std::string> entry_names(const Layout& layout) {

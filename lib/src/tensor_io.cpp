@@ -23,7 +23,8 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 
 std::string lower(std::string_view s) {
     std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     return out;
 }
 
@@ -56,7 +57,8 @@ public:
     // Reads exactly `size` bytes at `offset` of a regular file.
     void read_at(char* out, std::size_t size, std::size_t offset) const {
         while (size > 0) {
-            const ssize_t n = ::pread(fd_, out, std::min<std::size_t>(size, std::size_t(1) << 30), static_cast<off_t>(offset));
+            const ssize_t n =
+                ::pread(fd_, out, std::min<std::size_t>(size, std::size_t(1) << 30), static_cast<off_t>(offset));
             if (n < 0) {
                 if (errno == EINTR) continue;
                 fail_errno(path_, "read failed", errno);
@@ -140,8 +142,8 @@ std::string join_names(const std::vector<std::string>& names) {
 std::string only_member(const std::vector<std::string>& names, const std::string& name) {
     if (names.size() == 1) return names.front();
     throw Error(ErrorKind::Format, name,
-                "holds " + std::to_string(names.size()) + " tensors (" + join_names(names) +
-                    "); name one as " + name + ":NAME");
+                "holds " + std::to_string(names.size()) + " tensors (" + join_names(names) + "); name one as " + name +
+                    ":NAME");
 }
 
 }  // namespace
@@ -191,23 +193,25 @@ Tensor read_tensor(const std::string& spec) {
     InputFile file(ref.path);
     const auto by_extension = ref.path == "-" ? std::nullopt : format_from_extension(ref.path);
     if (by_extension == Format::Npy && file.regular()) {
-        if (!ref.member.empty()) throw Error(ErrorKind::Usage, subject, "an .npy file holds one tensor; drop ':" + ref.member + "'");
+        if (!ref.member.empty())
+            throw Error(ErrorKind::Usage, subject, "an .npy file holds one tensor; drop ':" + ref.member + "'");
         return read_npy_file(file, name);
     }
     const std::string bytes = file.read_all();
     switch (resolve_input_format(ref.path, bytes)) {
         case Format::Npy:
-            if (!ref.member.empty()) throw Error(ErrorKind::Usage, subject, "an .npy file holds one tensor; drop ':" + ref.member + "'");
+            if (!ref.member.empty())
+                throw Error(ErrorKind::Usage, subject, "an .npy file holds one tensor; drop ':" + ref.member + "'");
             return decode_npy(bytes, name);
         case Format::Npz:
             if (bytes.empty()) throw Error(ErrorKind::Format, name, "file is empty (expected an npz archive)");
-            return decode_npz_member(bytes, ref.member.empty() ? only_member(npz_member_names(bytes, name), name) : ref.member, name);
+            return decode_npz_member(
+                bytes, ref.member.empty() ? only_member(npz_member_names(bytes, name), name) : ref.member, name);
         case Format::Safetensors:
             if (bytes.empty()) throw Error(ErrorKind::Format, name, "file is empty (expected a safetensors file)");
             return decode_safetensors_member(
                 bytes, ref.member.empty() ? only_member(safetensors_names(bytes, name), name) : ref.member, name);
-        case Format::Json:
-            break;
+        case Format::Json: break;
     }
     if (ref.member.empty()) return decode_json(bytes, name);
     NamedTensors all = decode_json_archive(bytes, name);
@@ -216,7 +220,8 @@ Tensor read_tensor(const std::string& spec) {
         if (member == ref.member) return std::move(tensor);
         names.push_back(member);
     }
-    throw Error(ErrorKind::Format, subject, "no tensor named '" + ref.member + "' (members: " + join_names(names) + ")");
+    throw Error(ErrorKind::Format, subject,
+                "no tensor named '" + ref.member + "' (members: " + join_names(names) + ")");
 }
 
 NamedTensors read_tensor_archive(const std::string& path) {
@@ -228,14 +233,16 @@ NamedTensors read_tensor_archive(const std::string& path) {
         case Format::Json: return decode_json_archive(bytes, name);
         case Format::Npy: break;
     }
-    throw Error(ErrorKind::Format, name, "expected an archive of named tensors (.npz, .safetensors or a JSON object), found an npy file");
+    throw Error(ErrorKind::Format, name,
+                "expected an archive of named tensors (.npz, .safetensors or a JSON object), found an npy file");
 }
 
 Format output_format(const std::string& path, const WriteOptions& options) {
     if (options.format) return *options.format;
     if (path == "-") return Format::Json;
     if (auto f = format_from_extension(path)) return *f;
-    throw Error(ErrorKind::Usage, path, "cannot tell the output format: expected a name ending in .npy, .json, .npz or .safetensors");
+    throw Error(ErrorKind::Usage, path,
+                "cannot tell the output format: expected a name ending in .npy, .json, .npz or .safetensors");
 }
 
 void encode_tensor(const Tensor& tensor, Format format, ByteSink& sink, const WriteOptions& options) {

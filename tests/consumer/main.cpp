@@ -13,7 +13,8 @@ int main() {
     v(1, 0) = 2.0f;
     v(2, 0) = 6.0f;
     attn::TensorScoreSink weights;
-    const attn::Tensor out = attn::scaled_dot_product_attention(attn::Tensor(q), attn::Tensor(k), attn::Tensor(v), {}, &weights);
+    const attn::Tensor out =
+        attn::scaled_dot_product_attention(attn::Tensor(q), attn::Tensor(k), attn::Tensor(v), {}, &weights);
     const float got = out.values<float>()(1, 0);
     const float w = weights.tensor().values<float>()(0, 2);
     if (std::abs(got - 3.0f) > 1e-6f || std::abs(w - 1.0f / 3.0f) > 1e-6f) {

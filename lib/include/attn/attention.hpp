@@ -26,19 +26,19 @@ enum class Causal {
 };
 
 enum class Precision {
-    Auto,     // float64 if Q, K or V is float64, else float32
+    Auto,  // float64 if Q, K or V is float64, else float32
     Float32,
     Float64,
 };
 
 struct AttentionOptions {
-    std::optional<double> scale;            // default 1/√E
+    std::optional<double> scale;  // default 1/√E
     Causal causal = Causal::None;
-    std::optional<Tensor> mask;             // bool (true = may attend) or float (added); broadcast to (…, L, S)
-    std::optional<Tensor> key_padding_mask; // bool (true = ignore the key) or float (added); (batch…, S), leading dims
-    std::vector<std::size_t> key_lengths;   // valid keys per index of the first batch dim (one value: all)
+    std::optional<Tensor> mask;              // bool (true = may attend) or float (added); broadcast to (…, L, S)
+    std::optional<Tensor> key_padding_mask;  // bool (true = ignore the key) or float (added); (batch…, S), leading dims
+    std::vector<std::size_t> key_lengths;    // valid keys per index of the first batch dim (one value: all)
     Precision precision = Precision::Auto;
-    int threads = 0;                        // worker threads; 0 = all cores
+    int threads = 0;  // worker threads; 0 = all cores
 };
 
 // Receives weights or logits of shape (batch…, L, S) in blocks of whole rows. Calls may
@@ -84,8 +84,7 @@ Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, cons
 
 // The same computation written plainly, one query row at a time with float64 sums: the
 // oracle the fast kernel is tested against. Single-threaded and slow.
-Tensor reference_attention(const Tensor& query, const Tensor& key, const Tensor& value,
-                           const AttentionOptions& options, ScoreSink* weights = nullptr,
-                           ScoreSink* logits = nullptr);
+Tensor reference_attention(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options,
+                           ScoreSink* weights = nullptr, ScoreSink* logits = nullptr);
 
 }  // namespace attn

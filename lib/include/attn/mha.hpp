@@ -21,16 +21,16 @@ namespace attn {
 
 // The parameters of one attention layer, in the shapes PyTorch gives them.
 struct MhaWeights {
-    Tensor q_weight;                     // (E, E)
-    Tensor k_weight;                     // (Ekv, kdim); Ekv = E for ordinary MHA
-    Tensor v_weight;                     // (Ekv, vdim)
-    std::optional<Tensor> q_bias;        // (E)
-    std::optional<Tensor> k_bias;        // (Ekv)
-    std::optional<Tensor> v_bias;        // (Ekv)
-    Tensor out_weight;                   // (E, E)
-    std::optional<Tensor> out_bias;      // (E)
-    std::optional<Tensor> bias_k;        // (1, 1, Ekv): add_bias_kv
-    std::optional<Tensor> bias_v;        // (1, 1, Ekv)
+    Tensor q_weight;                 // (E, E)
+    Tensor k_weight;                 // (Ekv, kdim); Ekv = E for ordinary MHA
+    Tensor v_weight;                 // (Ekv, vdim)
+    std::optional<Tensor> q_bias;    // (E)
+    std::optional<Tensor> k_bias;    // (Ekv)
+    std::optional<Tensor> v_bias;    // (Ekv)
+    Tensor out_weight;               // (E, E)
+    std::optional<Tensor> out_bias;  // (E)
+    std::optional<Tensor> bias_k;    // (1, 1, Ekv): add_bias_kv
+    std::optional<Tensor> bias_v;    // (1, 1, Ekv)
 
     std::size_t embed_dim() const { return q_weight.shape()[0]; }
     std::size_t kdim() const { return k_weight.shape()[1]; }
@@ -63,9 +63,9 @@ MhaWeights init_mha_weights(const MhaInit& init, std::uint64_t seed);
 
 struct MhaOptions {
     std::size_t heads = 0;
-    std::size_t kv_heads = 0;   // 0: = heads
+    std::size_t kv_heads = 0;  // 0: = heads
     bool add_zero_attn = false;
-    bool average_heads = false; // weights (N, L, S) averaged over heads instead of (N, H, L, S)
+    bool average_heads = false;  // weights (N, L, S) averaged over heads instead of (N, H, L, S)
     // Masks, key padding, key lengths, causal, precision, threads, as for sdpa; `mask`
     // may also be (L, S) or (N·H, L, S) (PyTorch's attn_mask shapes). scale is 1/√(E/H)
     // unless set.
@@ -73,21 +73,19 @@ struct MhaOptions {
 };
 
 struct MhaResult {
-    Tensor output;                 // (N, L, E), or (L, E) for unbatched (L, E) input
-    std::optional<Tensor> weights; // when asked for: (N, H, L, S) or averaged (N, L, S)
-    std::optional<Tensor> logits;  // when asked for: (N, H, L, S)
+    Tensor output;                  // (N, L, E), or (L, E) for unbatched (L, E) input
+    std::optional<Tensor> weights;  // when asked for: (N, H, L, S) or averaged (N, L, S)
+    std::optional<Tensor> logits;   // when asked for: (N, H, L, S)
 };
 
 // A Linear layer, y = x·Wᵀ + b, on the last dim of x (…, in) with W (out, in) and b
 // (out): one BLAS GEMM over every row with `threads` threads (0 = all cores). float64 if
 // x or W is float64, else float32.
-Tensor linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias = std::nullopt,
-              int threads = 0);
+Tensor linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias = std::nullopt, int threads = 0);
 
 // Checks that the weights fit the inputs and options (ErrorKind::Shape, or Usage when E
 // does not divide by H or kv_heads does not divide H) and computes the layer.
-MhaResult multi_head_attention(const Tensor& query, const Tensor& key, const Tensor& value,
-                               const MhaWeights& weights, const MhaOptions& options, bool want_weights = false,
-                               bool want_logits = false);
+MhaResult multi_head_attention(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& weights,
+                               const MhaOptions& options, bool want_weights = false, bool want_logits = false);
 
 }  // namespace attn

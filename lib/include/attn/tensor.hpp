@@ -51,26 +51,58 @@ std::size_t checked_element_count(const Shape& shape, const std::string& subject
 
 template <class T>
 struct dtype_of;
-template <> struct dtype_of<bool> { static constexpr DType value = DType::Bool; };
-template <> struct dtype_of<std::int8_t> { static constexpr DType value = DType::Int8; };
-template <> struct dtype_of<std::int16_t> { static constexpr DType value = DType::Int16; };
-template <> struct dtype_of<std::int32_t> { static constexpr DType value = DType::Int32; };
-template <> struct dtype_of<std::int64_t> { static constexpr DType value = DType::Int64; };
-template <> struct dtype_of<std::uint8_t> { static constexpr DType value = DType::UInt8; };
-template <> struct dtype_of<std::uint16_t> { static constexpr DType value = DType::UInt16; };
-template <> struct dtype_of<std::uint32_t> { static constexpr DType value = DType::UInt32; };
-template <> struct dtype_of<std::uint64_t> { static constexpr DType value = DType::UInt64; };
-template <> struct dtype_of<float> { static constexpr DType value = DType::Float32; };
-template <> struct dtype_of<double> { static constexpr DType value = DType::Float64; };
+template <>
+struct dtype_of<bool> {
+    static constexpr DType value = DType::Bool;
+};
+template <>
+struct dtype_of<std::int8_t> {
+    static constexpr DType value = DType::Int8;
+};
+template <>
+struct dtype_of<std::int16_t> {
+    static constexpr DType value = DType::Int16;
+};
+template <>
+struct dtype_of<std::int32_t> {
+    static constexpr DType value = DType::Int32;
+};
+template <>
+struct dtype_of<std::int64_t> {
+    static constexpr DType value = DType::Int64;
+};
+template <>
+struct dtype_of<std::uint8_t> {
+    static constexpr DType value = DType::UInt8;
+};
+template <>
+struct dtype_of<std::uint16_t> {
+    static constexpr DType value = DType::UInt16;
+};
+template <>
+struct dtype_of<std::uint32_t> {
+    static constexpr DType value = DType::UInt32;
+};
+template <>
+struct dtype_of<std::uint64_t> {
+    static constexpr DType value = DType::UInt64;
+};
+template <>
+struct dtype_of<float> {
+    static constexpr DType value = DType::Float32;
+};
+template <>
+struct dtype_of<double> {
+    static constexpr DType value = DType::Float64;
+};
 
 class Tensor {
 public:
     // The alternatives are in the order of DType, so storage_.index() is the dtype.
-    using Storage = std::variant<xt::xarray<bool>, xt::xarray<std::int8_t>, xt::xarray<std::int16_t>,
-                                 xt::xarray<std::int32_t>, xt::xarray<std::int64_t>,
-                                 xt::xarray<std::uint8_t>, xt::xarray<std::uint16_t>,
-                                 xt::xarray<std::uint32_t>, xt::xarray<std::uint64_t>,
-                                 xt::xarray<float>, xt::xarray<double>>;
+    using Storage =
+        std::variant<xt::xarray<bool>, xt::xarray<std::int8_t>, xt::xarray<std::int16_t>, xt::xarray<std::int32_t>,
+                     xt::xarray<std::int64_t>, xt::xarray<std::uint8_t>, xt::xarray<std::uint16_t>,
+                     xt::xarray<std::uint32_t>, xt::xarray<std::uint64_t>, xt::xarray<float>, xt::xarray<double>>;
 
     Tensor() = default;
     template <class T>
@@ -92,7 +124,9 @@ public:
     void* data();
 
     template <class T>
-    bool holds() const noexcept { return std::holds_alternative<xt::xarray<T>>(storage_); }
+    bool holds() const noexcept {
+        return std::holds_alternative<xt::xarray<T>>(storage_);
+    }
 
     // The array itself; throws ErrorKind::Value if the dtype is not T.
     template <class T>
@@ -122,9 +156,13 @@ public:
     Tensor to(DType dtype) &&;
 
     template <class F>
-    decltype(auto) visit(F&& f) const { return std::visit(std::forward<F>(f), storage_); }
+    decltype(auto) visit(F&& f) const {
+        return std::visit(std::forward<F>(f), storage_);
+    }
     template <class F>
-    decltype(auto) visit(F&& f) { return std::visit(std::forward<F>(f), storage_); }
+    decltype(auto) visit(F&& f) {
+        return std::visit(std::forward<F>(f), storage_);
+    }
 
 private:
     [[noreturn]] void throw_wrong_dtype(DType wanted) const;

@@ -66,8 +66,7 @@ struct AttentionProblem {
 
 // Checks every shape of a call (ErrorKind::Shape naming both shapes) and returns the
 // output's shape, without touching any data.
-Shape check_attention_shapes(const Shape& query, const Shape& key, const Shape& value,
-                             const AttentionOptions& options);
+Shape check_attention_shapes(const Shape& query, const Shape& key, const Shape& value, const AttentionOptions& options);
 
 // The dtype the computation runs in.
 DType compute_dtype(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options);
