@@ -12,6 +12,7 @@ endif()
 if(ATTN_SANITIZE)
   target_compile_options(attn_compile_options INTERFACE
     $<BUILD_INTERFACE:-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined>)
-  target_link_options(attn_compile_options INTERFACE
-    $<BUILD_INTERFACE:-fsanitize=address,undefined>)
+  # Not only in the build tree: a program linking the installed, sanitized static
+  # library needs the sanitizer runtimes too.
+  target_link_options(attn_compile_options INTERFACE -fsanitize=address,undefined)
 endif()
