@@ -10,28 +10,20 @@ namespace attn::cli {
 namespace {
 
 struct MhaFlags {
+    AttentionFlags attention;
     std::size_t heads = 0;
     std::size_t kv_heads = 0;
-    std::string query, key, value;
     std::string weights, weights_prefix, save_weights;
     std::uint64_t seed = 0;
     bool add_zero_attn = false, average_heads = false, no_bias = false, add_bias_kv = false;
-    std::string output = "-";
-    std::string scores, logits;
-    std::string causal;
-    std::string mask, key_padding_mask;
-    std::vector<long long> key_lengths;
-    std::string dtype = "auto";
-    int threads = 0;
-    OutputFlags out;
     CLI::Option* seed_option = nullptr;
-    CLI::Option* causal_option = nullptr;
 };
 
 void run_mha(const MhaFlags& f) {
-    const Tensor query = io::read_tensor(f.query);
-    const Tensor key = f.key.empty() ? query : io::read_tensor(f.key);
-    const Tensor value = f.value.empty() ? key : io::read_tensor(f.value);
+    const AttentionInputs inputs(f.attention);
+    const Tensor& query = inputs.query();
+    const Tensor& key = inputs.key();
+    const Tensor& value = inputs.value();
     if (!f.weights.empty() && f.seed_option->count() > 0) {
         throw Error(ErrorKind::Usage, "--seed", "initialises weights; it cannot be combined with --weights");
     }
@@ -56,18 +48,13 @@ void run_mha(const MhaFlags& f) {
     options.kv_heads = f.kv_heads;
     options.add_zero_attn = f.add_zero_attn;
     options.average_heads = f.average_heads;
-    options.attention.causal = causal_from(f.causal_option, f.causal);
-    if (!f.mask.empty()) options.attention.mask = io::read_tensor(f.mask);
-    if (!f.key_padding_mask.empty()) options.attention.key_padding_mask = io::read_tensor(f.key_padding_mask);
-    options.attention.key_lengths = parse_key_lengths(f.key_lengths);
-    options.attention.precision = precision_from(f.dtype);
-    options.attention.threads = f.threads;
+    options.attention = attention_options(f.attention);
 
-    const MhaResult result =
-        multi_head_attention(query, key, value, weights, options, !f.scores.empty(), !f.logits.empty());
-    std::vector<std::pair<std::string, const Tensor*>> outputs{{f.output, &result.output}};
-    if (result.weights) outputs.emplace_back(f.scores, &*result.weights);
-    if (result.logits) outputs.emplace_back(f.logits, &*result.logits);
+    const MhaResult result = multi_head_attention(query, key, value, weights, options, !f.attention.scores.empty(),
+                                                  !f.attention.logits.empty());
+    std::vector<std::pair<std::string, const Tensor*>> outputs{{f.attention.output, &result.output}};
+    if (result.weights) outputs.emplace_back(f.attention.scores, &*result.weights);
+    if (result.logits) outputs.emplace_back(f.attention.logits, &*result.logits);
     io::NamedTensors saved;
     if (!f.save_weights.empty()) saved = mha_state_dict(weights);
     // The weights file joins the group: written only if every output is.
@@ -76,7 +63,7 @@ void run_mha(const MhaFlags& f) {
         weights_file = std::make_unique<io::OutputFile>(f.save_weights);
         io::encode_tensor_archive(saved, io::archive_format(f.save_weights), *weights_file);
     }
-    write_outputs(outputs, f.out);
+    write_outputs(outputs, f.attention.out);
     if (weights_file) weights_file->commit();
 }
 
@@ -88,11 +75,16 @@ void setup_mha(CLI::App& app) {
     sub->add_option("--heads", flags->heads, "Number of heads H; E must divide by H")
         ->required()
         ->check(CLI::PositiveNumber);
+    add_attention_flags(*sub, flags->attention,
+                        {"Query TENSOR (N, L, E) or unbatched (L, E)", "Key TENSOR (N, S, kdim); default: the query",
+                         "Value TENSOR (N, S, vdim); default: the key", "OUT for the output (N, L, E)",
+                         "OUT for the attention weights (N, H, L, S), or (N, L, S) with --average-heads",
+                         "OUT for the scaled logits per head (N, H, L, S), -inf where masked",
+                         "Mask TENSOR (L, S), (N*H, L, S) or broadcastable to (N, H, L, S): bool TRUE = MAY ATTEND "
+                         "(the opposite of PyTorch MHA's bool attn_mask), or float added",
+                         "TENSOR (N, S): bool true = padding, or float added"});
     sub->add_option("--kv-heads", flags->kv_heads, "Key/value heads G for grouped-query attention (G divides H)")
         ->check(CLI::PositiveNumber);
-    sub->add_option("-q,--query", flags->query, "Query TENSOR (N, L, E) or unbatched (L, E)")->required();
-    sub->add_option("-k,--key", flags->key, "Key TENSOR (N, S, kdim); default: the query");
-    sub->add_option("-v,--value", flags->value, "Value TENSOR (N, S, vdim); default: the key");
     sub->add_option("--weights", flags->weights,
                     "Weights FILE (.npz, .safetensors, .json) with PyTorch state_dict names (in_proj_weight, "
                     "out_proj.weight, ...) or q_proj.weight/k_proj.weight/v_proj.weight/o_proj.weight");
@@ -107,19 +99,6 @@ void setup_mha(CLI::App& app) {
     sub->add_flag("--add-zero-attn", flags->add_zero_attn, "Append a zero key and value (PyTorch add_zero_attn)");
     sub->add_flag("--average-heads", flags->average_heads,
                   "Weights averaged over heads (N, L, S), PyTorch's default; else per head (N, H, L, S)");
-    sub->add_option("-o,--output", flags->output, "OUT for the output (N, L, E)")->capture_default_str();
-    sub->add_option("-s,--scores", flags->scores, "OUT for the attention weights (N, H, L, S)");
-    sub->add_option("--logits", flags->logits, "OUT for the scaled logits per head (N, H, L, S), -inf where masked");
-    flags->causal_option = add_causal_flag(*sub, flags->causal);
-    sub->add_option("--mask", flags->mask,
-                    "Mask TENSOR (L, S), (N*H, L, S) or broadcastable to (N, H, L, S): bool TRUE = MAY ATTEND (the "
-                    "opposite of PyTorch MHA's bool attn_mask), or float added");
-    sub->add_option("--key-padding-mask", flags->key_padding_mask,
-                    "TENSOR (N, S): bool true = padding, or float added");
-    sub->add_option("--key-lengths", flags->key_lengths, "Valid keys per batch item N[,N...]")->delimiter(',');
-    add_dtype_flag(*sub, flags->dtype);
-    sub->add_option("--threads", flags->threads, "Worker threads; default: all cores")->check(CLI::Range(1, 4096));
-    add_output_flags(*sub, flags->out);
     sub->footer(
         "Examples:\n"
         "  attn-cli mha --heads 8 -q data/q.npy -k data/k.npy -v data/v.npy --weights data/mha_weights.npz -s w.npy\n"

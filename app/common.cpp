@@ -40,11 +40,7 @@ void write_outputs(const std::vector<std::pair<std::string, const Tensor*>>& out
     for (auto& file : files) file->commit();
 }
 
-void add_dtype_flag(CLI::App& app, std::string& dtype) {
-    app.add_option("--dtype", dtype, "Compute and output precision; auto: float64 if an input is float64")
-        ->check(CLI::IsMember({"auto", "float32", "float64"}))
-        ->capture_default_str();
-}
+namespace {
 
 Precision precision_from(const std::string& dtype) {
     if (dtype == "float32") return Precision::Float32;
@@ -52,28 +48,58 @@ Precision precision_from(const std::string& dtype) {
     return Precision::Auto;
 }
 
-CLI::Option* add_causal_flag(CLI::App& app, std::string& causal) {
-    return app
-        .add_option("--causal", causal,
-                    "Causal mask: top-left (bare --causal; query i sees keys 0..i) or bottom-right (query i sees "
-                    "keys 0..i+S-L)")
-        ->expected(0, 1)
-        ->check(CLI::IsMember({"top-left", "bottom-right"}));
-}
-
-Causal causal_from(const CLI::Option* option, const std::string& causal) {
-    if (option->count() == 0) return Causal::None;
-    return causal == "bottom-right" ? Causal::BottomRight : Causal::TopLeft;
-}
-
 std::vector<std::size_t> parse_key_lengths(const std::vector<long long>& values) {
     std::vector<std::size_t> lengths;
     for (long long v : values) {
-        if (v < 0)
+        if (v < 0) {
             throw Error(ErrorKind::Usage, "--key-lengths", "expected non-negative lengths, found " + std::to_string(v));
+        }
         lengths.push_back(static_cast<std::size_t>(v));
     }
     return lengths;
+}
+
+}  // namespace
+
+void add_attention_flags(CLI::App& app, AttentionFlags& flags, const AttentionHelp& help) {
+    app.add_option("-q,--query", flags.query, help.query)->required();
+    app.add_option("-k,--key", flags.key, help.key);
+    app.add_option("-v,--value", flags.value, help.value);
+    app.add_option("-o,--output", flags.output, help.output)->capture_default_str();
+    app.add_option("-s,--scores", flags.scores, help.scores);
+    app.add_option("--logits", flags.logits, help.logits);
+    flags.causal_option = app.add_option("--causal", flags.causal,
+                                         "Causal mask: top-left (bare --causal; query i sees keys 0..i) or "
+                                         "bottom-right (query i sees keys 0..i+S-L)")
+                              ->expected(0, 1)
+                              ->check(CLI::IsMember({"top-left", "bottom-right"}));
+    app.add_option("--mask", flags.mask, help.mask);
+    app.add_option("--key-padding-mask", flags.key_padding_mask, help.key_padding_mask);
+    app.add_option("--key-lengths", flags.key_lengths, "Valid keys per batch item N[,N...]; later keys are ignored")
+        ->delimiter(',');
+    app.add_option("--dtype", flags.dtype, "Compute and output precision; auto: float64 if an input is float64")
+        ->check(CLI::IsMember({"auto", "float32", "float64"}))
+        ->capture_default_str();
+    app.add_option("--threads", flags.threads, "Worker threads; default: all cores")->check(CLI::Range(1, 4096));
+    add_output_flags(app, flags.out);
+}
+
+AttentionInputs::AttentionInputs(const AttentionFlags& flags) : query_(io::read_tensor(flags.query)) {
+    if (!flags.key.empty()) key_ = io::read_tensor(flags.key);
+    if (!flags.value.empty()) value_ = io::read_tensor(flags.value);
+}
+
+AttentionOptions attention_options(const AttentionFlags& flags) {
+    AttentionOptions options;
+    if (flags.causal_option->count() > 0) {
+        options.causal = flags.causal == "bottom-right" ? Causal::BottomRight : Causal::TopLeft;
+    }
+    if (!flags.mask.empty()) options.mask = io::read_tensor(flags.mask);
+    if (!flags.key_padding_mask.empty()) options.key_padding_mask = io::read_tensor(flags.key_padding_mask);
+    options.key_lengths = parse_key_lengths(flags.key_lengths);
+    options.precision = precision_from(flags.dtype);
+    options.threads = flags.threads;
+    return options;
 }
 
 }  // namespace attn::cli

@@ -2,6 +2,7 @@
 // writing a group of outputs all-or-nothing. No arithmetic here (style.md).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,15 +27,47 @@ io::WriteOptions write_options(const OutputFlags& flags);
 // "-" outputs go to standard output in the order given.
 void write_outputs(const std::vector<std::pair<std::string, const Tensor*>>& outputs, const OutputFlags& flags);
 
-// The --dtype values: auto, float32, float64.
-void add_dtype_flag(CLI::App& app, std::string& dtype);
-Precision precision_from(const std::string& dtype);
+// The flags sdpa and mha share: inputs, outputs, masks, precision and threads.
+struct AttentionFlags {
+    std::string query, key, value;
+    std::string output = "-";
+    std::string scores, logits;
+    std::string causal;
+    CLI::Option* causal_option = nullptr;
+    std::string mask, key_padding_mask;
+    std::vector<long long> key_lengths;
+    std::string dtype = "auto";
+    int threads = 0;
+    OutputFlags out;
+};
 
-// The --causal flag: bare means top-left.
-CLI::Option* add_causal_flag(CLI::App& app, std::string& causal);
-Causal causal_from(const CLI::Option* option, const std::string& causal);
+// How a subcommand describes the shared flags in its help.
+struct AttentionHelp {
+    const char* query;
+    const char* key;
+    const char* value;
+    const char* output;
+    const char* scores;
+    const char* logits;
+    const char* mask;
+    const char* key_padding_mask;
+};
+void add_attention_flags(CLI::App& app, AttentionFlags& flags, const AttentionHelp& help);
 
-// --key-lengths N[,N…] as sizes; throws a usage error naming the flag on a bad value.
-std::vector<std::size_t> parse_key_lengths(const std::vector<long long>& values);
+// Q, K and V as given; K defaults to Q and V to K without copying them.
+class AttentionInputs {
+public:
+    explicit AttentionInputs(const AttentionFlags& flags);
+    const Tensor& query() const { return query_; }
+    const Tensor& key() const { return key_ ? *key_ : query_; }
+    const Tensor& value() const { return value_ ? *value_ : key(); }
+
+private:
+    Tensor query_;
+    std::optional<Tensor> key_, value_;
+};
+
+// The options the shared flags ask for (reads the mask tensors).
+AttentionOptions attention_options(const AttentionFlags& flags);
 
 }  // namespace attn::cli

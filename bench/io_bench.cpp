@@ -11,20 +11,9 @@
 
 #include "attn/io.hpp"
 #include "attn/random.hpp"
+#include "timing.hpp"
 
-namespace {
-
-double best_seconds(int runs, const std::function<void()>& f) {
-    double best = 1e30;
-    for (int i = 0; i < runs; ++i) {
-        const auto start = std::chrono::steady_clock::now();
-        f();
-        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    }
-    return best;
-}
-
-}  // namespace
+using attn::bench::best_seconds;
 
 int main(int argc, char** argv) {
     const std::string dir = argc > 1 ? argv[1] : "/tmp";

@@ -48,19 +48,6 @@ attn::io::NamedTensors every_dtype() {
     return t;
 }
 
-void check_same(const attn::io::NamedTensors& got, const attn::io::NamedTensors& expected) {
-    REQUIRE(got.size() == expected.size());
-    for (std::size_t i = 0; i < got.size(); ++i) {
-        CAPTURE(expected[i].first);
-        CHECK(got[i].first == expected[i].first);
-        CHECK(got[i].second.dtype() == expected[i].second.dtype());
-        CHECK(got[i].second.shape() == expected[i].second.shape());
-        const std::size_t nbytes = expected[i].second.nbytes();
-        REQUIRE(got[i].second.nbytes() == nbytes);
-        // Bitwise, so -0.0 and every integer bit pattern count; empty tensors have no data.
-        if (nbytes > 0) CHECK(std::memcmp(got[i].second.data(), expected[i].second.data(), nbytes) == 0);
-    }
-}
 
 }  // namespace
 
@@ -115,7 +102,7 @@ TEST_CASE("npz: encode then decode keeps every dtype, shape, value and the order
     std::vector<std::string> names;
     for (const auto& entry : tensors) names.push_back(entry.first);
     CHECK(attn::io::npz_member_names(bytes, "out.npz") == names);
-    check_same(attn::io::decode_npz(bytes, "out.npz"), tensors);
+    attn::test::check_same(attn::io::decode_npz(bytes, "out.npz"), tensors);
 
     SUBCASE("the output does not depend on when it was written") {
         attn::io::StringSink again;

@@ -62,19 +62,6 @@ attn::io::NamedTensors every_dtype() {
     return t;
 }
 
-void check_same(const attn::io::NamedTensors& got, const attn::io::NamedTensors& expected) {
-    REQUIRE(got.size() == expected.size());
-    for (std::size_t i = 0; i < got.size(); ++i) {
-        CAPTURE(expected[i].first);
-        CHECK(got[i].first == expected[i].first);
-        CHECK(got[i].second.dtype() == expected[i].second.dtype());
-        CHECK(got[i].second.shape() == expected[i].second.shape());
-        const std::size_t nbytes = expected[i].second.nbytes();
-        REQUIRE(got[i].second.nbytes() == nbytes);
-        // Bitwise, so -0.0 and every integer bit pattern count; empty tensors have no data.
-        if (nbytes > 0) CHECK(std::memcmp(got[i].second.data(), expected[i].second.data(), nbytes) == 0);
-    }
-}
 
 }  // namespace
 
@@ -138,7 +125,7 @@ TEST_CASE("safetensors: encode then decode keeps every dtype, shape, value and t
     attn::io::StringSink sink;
     attn::io::encode_safetensors(tensors, sink);
     const std::string& bytes = sink.bytes();
-    check_same(attn::io::decode_safetensors(bytes, "out.safetensors"), tensors);
+    attn::test::check_same(attn::io::decode_safetensors(bytes, "out.safetensors"), tensors);
 
     // The header is JSON padded to a multiple of 8 bytes, with the reference's fields.
     std::uint64_t header_length = 0;

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <cstddef>
 #include <fstream>
 #include <iterator>
@@ -69,6 +70,22 @@ inline const Tensor& member(const std::vector<std::pair<std::string, Tensor>>& t
     }
     FAIL("no tensor " << name);
     return tensors.front().second;
+}
+
+// Same names in the same order, same dtypes and shapes, and bit-identical values.
+inline void check_same(const std::vector<std::pair<std::string, Tensor>>& got,
+                       const std::vector<std::pair<std::string, Tensor>>& expected) {
+    REQUIRE(got.size() == expected.size());
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        CAPTURE(expected[i].first);
+        CHECK(got[i].first == expected[i].first);
+        CHECK(got[i].second.dtype() == expected[i].second.dtype());
+        CHECK(got[i].second.shape() == expected[i].second.shape());
+        const std::size_t nbytes = expected[i].second.nbytes();
+        REQUIRE(got[i].second.nbytes() == nbytes);
+        // Bitwise, so -0.0 and every integer bit pattern count; empty tensors have no data.
+        if (nbytes > 0) CHECK(std::memcmp(got[i].second.data(), expected[i].second.data(), nbytes) == 0);
+    }
 }
 
 // The largest |a − b| over two float tensors of the same shape (NaN where only one is NaN).

@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "attn/io.hpp"
+#include "detail/message.hpp"
 #include "detail/npy_header.hpp"
 
 namespace attn::io {
@@ -16,24 +17,6 @@ constexpr char kMagic[] = "\x93NUMPY";
 constexpr std::size_t kMagicSize = 6;
 
 [[noreturn]] void fail(const std::string& name, const std::string& what) { throw Error(ErrorKind::Format, name, what); }
-
-// Header text quoted in a message, with control and non-ASCII bytes as \xNN so the
-// message stays one printable line.
-std::string printable(std::string_view text) {
-    static const char* digits = "0123456789abcdef";
-    std::string out;
-    for (char c : text.substr(0, 64)) {
-        const auto u = static_cast<unsigned char>(c);
-        if (u >= 0x20 && u < 0x7F) {
-            out += c;
-        } else {
-            out += "\\x";
-            out += digits[u >> 4];
-            out += digits[u & 0xF];
-        }
-    }
-    return text.size() > 64 ? out + "..." : out;
-}
 
 // A tokenizer for the Python dict literal of an npy header:
 // {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
@@ -63,7 +46,7 @@ public:
                 header.shape = parse_shape();
             } else {
                 fail(name_,
-                     "npy header: unexpected key '" + printable(key) + "' (expected descr, fortran_order, shape)");
+                     "npy header: unexpected key '" + detail::printable(key) + "' (expected descr, fortran_order, shape)");
             }
             skip_space();
             if (peek() == ',') {
@@ -157,7 +140,7 @@ private:
 
     ElementEncoding parse_descr(const std::string& descr) {
         auto unsupported = [&](const std::string& why) -> ElementEncoding {
-            fail(name_, "unsupported dtype '" + printable(descr) + "' (" + why +
+            fail(name_, "unsupported dtype '" + detail::printable(descr) + "' (" + why +
                             "); expected bool, int8-64, uint8-64, float16, float32 or float64");
         };
         if (descr.size() < 2) return unsupported("malformed descr");

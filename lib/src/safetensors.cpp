@@ -17,6 +17,7 @@
 
 #include "attn/error.hpp"
 #include "attn/io.hpp"
+#include "detail/message.hpp"
 #include "detail/element_decode.hpp"
 
 namespace attn::io {
@@ -83,24 +84,6 @@ std::string supported_dtypes() {
 std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
 
 [[noreturn]] void fail(const std::string& name, const std::string& what) { throw Error(ErrorKind::Format, name, what); }
-
-// nlohmann quotes the bytes it stopped at, which may be invalid UTF-8; a message must
-// stay one printable line.
-std::string printable(std::string_view text) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string out;
-    for (const char c : text) {
-        const auto byte = static_cast<unsigned char>(c);
-        if (byte >= 0x20 && byte < 0x7F) {
-            out += c;
-        } else {
-            out += "\\x";
-            out += kHex[byte >> 4];
-            out += kHex[byte & 0xF];
-        }
-    }
-    return out;
-}
 
 std::string offsets_text(std::uint64_t begin, std::uint64_t end) {
     return "[" + std::to_string(begin) + ", " + std::to_string(end) + "]";
@@ -255,7 +238,7 @@ Layout parse_layout(std::string_view bytes, const std::string& name) {
         std::string_view what = e.what();
         const std::size_t tag_end = what.find("] ");  // drop nlohmann's "[json.exception...] "
         if (tag_end != std::string_view::npos) what.remove_prefix(tag_end + 2);
-        fail(name, "header is not valid JSON: " + printable(what));
+        fail(name, "header is not valid JSON: " + detail::printable(what, 512));
     }
     if (!header.is_object()) fail(name, "header is " + json_type(header) + ", expected a JSON object");
     // The reference reader wants '{' first (no BOM or leading space).
