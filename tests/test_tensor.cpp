@@ -54,3 +54,10 @@ TEST_CASE("tensor: asking for the wrong dtype is an error naming both") {
     const std::string message = test::error_of([&] { (void)t.values<double>(); }, ErrorKind::Value);
     CHECK(test::contains(message, "expected dtype float64, found float32"));
 }
+
+TEST_CASE("tensor: shapes whose non-zero dims overflow are refused even without elements") {
+    const Shape huge{0, std::size_t(1) << 40, std::size_t(1) << 40};
+    CHECK(test::contains(test::error_of([&] { checked_element_count(huge, "x"); }, ErrorKind::Value), "too many elements"));
+    test::error_of([&] { Tensor::empty(DType::Float32, huge); }, ErrorKind::Value);
+    CHECK(Tensor::empty(DType::Float32, {0, 1u << 20, 3}).size() == 0);
+}

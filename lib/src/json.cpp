@@ -959,16 +959,6 @@ private:
         } catch (const Error&) {
             fail(shape_at, "shape " + shape_to_string(shape) + " has too many elements");
         }
-        // xtensor's strides are signed products of the extents, computed even when an
-        // extent of 0 leaves no elements: (0, 2^40, 2^40) must be refused as well.
-        std::size_t stride_product = 1;
-        for (std::size_t extent : shape) {
-            if (extent <= 1) continue;
-            if (stride_product > static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max()) / extent) {
-                fail(shape_at, "shape " + shape_to_string(shape) + " is too large");
-            }
-            stride_product *= extent;
-        }
         const char* start = p_;
         // Each element takes at least two characters (a digit and a separator), so a shape
         // that the remaining text cannot possibly fill is refused before allocating it.

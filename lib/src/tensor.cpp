@@ -70,17 +70,25 @@ std::string shape_to_string(const Shape& shape) {
 }
 
 std::size_t checked_element_count(const Shape& shape, const std::string& subject) {
-    std::size_t count = 1;
+    // xtensor's strides are signed products of the trailing dims, zero-sized or not, so
+    // the product of the non-zero dims must fit a ptrdiff_t even when there are no elements.
+    constexpr auto kLimit = static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max());
+    std::size_t product = 1;
+    bool empty = false;
     for (std::size_t d : shape) {
-        if (d != 0 && count > std::numeric_limits<std::size_t>::max() / d) {
+        if (d == 0) {
+            empty = true;
+            continue;
+        }
+        if (product > kLimit / d) {
             throw Error(ErrorKind::Value, subject, "shape " + shape_to_string(shape) + " has too many elements");
         }
-        count *= d;
+        product *= d;
     }
-    return count;
+    return empty ? 0 : product;
 }
-
 Tensor Tensor::zeros(DType dtype, const Shape& shape) {
+    checked_element_count(shape, "tensor");
     return dispatch_dtype(dtype, [&](auto tag) {
         using T = decltype(tag);
         typename xt::xarray<T>::shape_type s(shape.begin(), shape.end());
@@ -89,6 +97,7 @@ Tensor Tensor::zeros(DType dtype, const Shape& shape) {
 }
 
 Tensor Tensor::empty(DType dtype, const Shape& shape) {
+    checked_element_count(shape, "tensor");
     return dispatch_dtype(dtype, [&](auto tag) {
         using T = decltype(tag);
         Tensor tensor(xt::xarray<T>::from_shape(shape));

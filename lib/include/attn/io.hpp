@@ -125,7 +125,10 @@ void remove_pending_outputs() noexcept;
 void encode_npy(const Tensor& tensor, ByteSink& sink);
 // The header of encode_npy alone, for writers that stream the data after it.
 std::string npy_header(DType dtype, const Shape& shape);
-// JSON as cli.md says: shortest round-trip numbers, NaN/Infinity/-Infinity as Python.
+// JSON as cli.md says: shortest round-trip numbers, NaN/Infinity/-Infinity as Python,
+// -0.0 with its sign. The nested layout writes whole floats as 1.0 (so that
+// torch.tensor(json.load(f)) stays floating); the object layout writes an empty tensor's
+// data as a flat [].
 void encode_json(const Tensor& tensor, ByteSink& sink, JsonLayout layout = JsonLayout::Object);
 // A JSON object of named tensors in the object layout.
 void encode_json_archive(const NamedTensors& tensors, ByteSink& sink);

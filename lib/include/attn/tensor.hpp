@@ -46,7 +46,8 @@ std::size_t dtype_size(DType dtype);
 bool is_floating(DType dtype);
 // "(2, 5, 64)" - the way numpy prints a shape; used in every shape error message.
 std::string shape_to_string(const Shape& shape);
-// The number of elements of a shape; throws ErrorKind::Value naming `subject` on overflow.
+// The number of elements of a shape; throws ErrorKind::Value naming `subject` when the
+// product of its non-zero dims overflows ptrdiff_t (xtensor's stride type).
 std::size_t checked_element_count(const Shape& shape, const std::string& subject);
 
 template <class T>
@@ -108,7 +109,7 @@ public:
     template <class T>
     explicit Tensor(xt::xarray<T> values) : storage_(std::move(values)) {}
 
-    // A zero-filled tensor.
+    // A zero-filled tensor. Both factories refuse shapes checked_element_count refuses.
     static Tensor zeros(DType dtype, const Shape& shape);
     // A tensor whose elements are left uninitialised, for readers that fill it at once.
     static Tensor empty(DType dtype, const Shape& shape);
