@@ -10,5 +10,6 @@ void setup_sdpa(CLI::App& app);
 void setup_mha(CLI::App& app);
 void setup_convert(CLI::App& app);
 void setup_random(CLI::App& app);
+void setup_inspect(CLI::App& app);
 
 }  // namespace attn::cli

@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
         "  attn-cli mha --heads 8 -q data/q.npy --weights data/mha_weights.npz -o out.json\n"
         "  attn-cli random --shape 2,5,64 --seed 0 --format npy | attn-cli sdpa -q - --causal\n"
         "  attn-cli convert data/q.npy q.json\n"
+        "  attn-cli inspect weights.npy --heatmap heads.png --labels data/tokens.txt\n"
         "\n"
         "TENSOR: file.npy, file.json, file.npz:NAME, file.safetensors:NAME, or - (standard input).\n"
         "OUT: file.npy, file.json, file.npz, file.safetensors, or - (standard output, JSON unless --format npy).\n"
@@ -62,6 +63,7 @@ int main(int argc, char** argv) {
     attn::cli::setup_mha(app);
     attn::cli::setup_convert(app);
     attn::cli::setup_random(app);
+    attn::cli::setup_inspect(app);
 
     try {
         // CLI11 would only say "a subcommand is required"; name what was wrong instead.
@@ -73,7 +75,7 @@ int main(int argc, char** argv) {
             }
             if (!known) {
                 report((first.rfind('-', 0) == 0 ? first + ": unknown flag" : first + ": unknown subcommand") +
-                       " (expected one of sdpa, mha, convert, random; see attn-cli --help)");
+                       " (expected one of sdpa, mha, convert, random, inspect; see attn-cli --help)");
                 return kExitUsage;
             }
         }

@@ -6,6 +6,7 @@ usage: cli_test.py PATH/TO/attn-cli      (needs Debian's python3-numpy)
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -74,9 +75,9 @@ class CliTest(unittest.TestCase):
         self.assertRegex(p.stdout.decode(), r"^attn-cli \d+\.\d+\.\d+")
         p = run("--help")
         self.assertEqual(p.returncode, 0)
-        for word in ("sdpa", "mha", "convert", "random", "Examples", "Exit status"):
+        for word in ("sdpa", "mha", "convert", "random", "inspect", "Examples", "Exit status"):
             self.assertIn(word, p.stdout.decode())
-        for sub in ("sdpa", "mha", "convert", "random"):
+        for sub in ("sdpa", "mha", "convert", "random", "inspect"):
             h = run(sub, "--help")
             self.assertEqual(h.returncode, 0)
             self.assertIn("Examples", h.stdout.decode())
@@ -292,6 +293,138 @@ class CliTest(unittest.TestCase):
         p = run("convert", src, "-", "--json-layout", "nested")
         nested = np.array(json.loads(p.stdout), np.float32)
         np.testing.assert_array_equal(nested, original)
+
+
+    # ---- inspect ----------------------------------------------------------------------
+    def mha_weights(self):
+        """The example's per-head weights (2, 8, 5, 5), as the README makes them."""
+        w = self.path("w.npy")
+        p = run("mha", "--heads", "8", "-q", os.path.join(DATA, "q.npy"), "--weights",
+                os.path.join(DATA, "mha_weights.npz"), "-s", w, "-o", self.path("o.npy"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return w
+
+    def test_inspect_json_matches_numpy(self):
+        w = self.mha_weights()
+        p = run("inspect", w, "--json", "--top-k", "2")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stderr, b"")
+        doc = json.loads(p.stdout)
+        a = np.load(w).astype(np.float64)
+        self.assertEqual(doc["shape"], [2, 8, 5, 5])
+        self.assertEqual(doc["layout"], {"batches": 2, "heads": 8, "queries": 5, "keys": 5})
+        self.assertEqual(len(doc["panels"]), 16)
+        self.assertEqual(doc["warnings"], [])
+        ent = -(a * np.log2(a)).sum(-1)
+        for panel in doc["panels"]:
+            b, h = panel["batch"], panel["head"]
+            self.assertLess(panel["row_sum_error"], 1e-6)
+            self.assertAlmostEqual(panel["row_sum_error"], np.abs(a[b, h].sum(-1) - 1).max(), delta=1e-6)
+            self.assertAlmostEqual(panel["entropy_bits"]["mean"], ent[b, h].mean(), places=5)
+            self.assertAlmostEqual(panel["entropy_bits"]["min"], ent[b, h].min(), places=5)
+            self.assertAlmostEqual(panel["entropy_bits"]["uniform"], np.log2(5))
+            self.assertEqual(panel["max_weight"], float(np.float32(a[b, h].max())))
+            self.assertEqual(panel["nan"], 0)
+            for entry in panel["top_k"]:
+                row = a[b, h, entry["query"]]
+                want = sorted(range(5), key=lambda j: (-row[j], j))[:2]
+                self.assertEqual(entry["keys"], want)
+                np.testing.assert_allclose(entry["weights"], row[want], rtol=1e-6)
+        # Narrowed to one batch, head and query.
+        p = run("inspect", w, "--json", "--batch", "1", "--head", "3", "--query", "4", "--top-k", "1")
+        doc = json.loads(p.stdout)
+        self.assertEqual([(x["batch"], x["head"]) for x in doc["panels"]], [(1, 3)])
+        self.assertEqual(doc["panels"][0]["top_k"], [{"query": 4, "keys": [int(a[1, 3, 4].argmax())],
+                                                      "weights": [float(np.float32(a[1, 3, 4].max()))]}])
+
+    def test_inspect_text_report(self):
+        w = self.mha_weights()
+        p = run("inspect", w, "--labels", os.path.join(DATA, "tokens.txt"), "--batch", "0", "--head", "2")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = p.stdout.decode()
+        self.assertIn("(2, 8, 5, 5) read as 2 batches x 8 heads of 5 queries x 5 keys", out)
+        self.assertIn("entropy (bits)", out)
+        self.assertIn('query 0 "the"', out)
+        self.assertIn("top 3 keys per query", out)
+        rows = [line for line in out.splitlines() if line.split()[:2] == ["0", "2"]]
+        self.assertEqual(len(rows), 1)
+        self.assertEqual(rows[0].split()[2], "5")  # queries
+        self.assertAlmostEqual(float(rows[0].split()[7]), np.log2(5), places=3)  # uniform
+
+    def test_inspect_warns_on_rows_that_do_not_sum_to_one(self):
+        w = self.path("r.npy")
+        a = np.full((2, 3, 4), 0.25, np.float32)
+        a[1, 2, 0] = 0.5
+        np.save(w, a)
+        p = run("inspect", w)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        err = p.stderr.decode()
+        self.assertTrue(err.startswith("attn-cli: warning: " + w + ": 1 of 6 rows do not sum to 1"), err)
+        self.assertIn("head 1, query 2", err)
+        self.assertEqual(err.count("\n"), 1)
+        self.assertIn("batch  head", p.stdout.decode())
+        doc = json.loads(run("inspect", w, "--json").stdout)
+        self.assertAlmostEqual(doc["panels"][1]["row_sum_error"], 0.25)
+        self.assertEqual(len(doc["warnings"]), 1)
+
+    def test_inspect_bad_input(self):
+        neg = self.path("neg.npy")
+        a = np.full((2, 2, 3), 1 / 3, np.float32)
+        a[1, 0, 2] = -0.25
+        np.save(neg, a)
+        self.assert_error(run("inspect", neg), 1, neg, "negative weight -0.25 at (1, 0, 2)")
+        flat = self.path("flat.npy")
+        np.save(flat, np.ones(4, np.float32) / 4)
+        self.assert_error(run("inspect", flat), 1, flat, "rank >= 2", "(4,)")
+        w = self.mha_weights()
+        labels = self.path("labels.txt")
+        with open(labels, "w") as f:
+            f.write("a\nb\nc\n")
+        self.assert_error(run("inspect", w, "--labels", labels), 1, labels, "expected 5 labels", "found 3")
+        self.assert_error(run("inspect", w, "--key-labels", labels, "--heatmap", self.path("h.png")), 1, labels)
+        self.assertFalse(os.path.exists(self.path("h.png")))
+        self.assert_error(run("inspect", self.path("missing.npy")), 1, "missing.npy")
+
+    def test_inspect_usage_errors_exit_2(self):
+        w = self.mha_weights()
+        self.assert_error(run("inspect", w, "--batch", "2"), 2, "--batch", "expected 0 to 1")
+        self.assert_error(run("inspect", w, "--head", "8"), 2, "--head")
+        self.assert_error(run("inspect", w, "--query", "9"), 2, "--query")
+        self.assert_error(run("inspect", w, "--top-k", "-1"), 2, "--top-k")
+        self.assert_error(run("inspect", w, "--heatmap", self.path("h.txt")), 2, "--heatmap", ".png")
+        self.assert_error(run("inspect", w, "--json", "--ansi"), 2, "--ansi")
+        self.assert_error(run("inspect", w, "--labels", "a", "--key-labels", "b"), 2, "--labels")
+        self.assert_error(run("inspect"), 2, "SCORES")
+
+    def test_inspect_heatmap_writes_a_png(self):
+        w = self.mha_weights()
+        png = self.path("h.png")
+        p = run("inspect", w, "--heatmap", png, "--labels", os.path.join(DATA, "tokens.txt"), "--batch", "1")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(png, "rb") as f:
+            data = f.read()
+        self.assertTrue(data.startswith(b"\x89PNG\r\n\x1a\n"))
+        self.assertEqual(data[12:16], b"IHDR")
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        self.assertGreater(width, 4 * 5)  # a grid of 8 panels, 4 across
+        self.assertGreater(height, 2 * 5)
+        self.assertEqual(data[24:26], b"\x08\x02")  # 8-bit RGB
+        # A failed run leaves an existing file alone and no temporary file behind.
+        self.assertEqual(run("inspect", w, "--heatmap", png, "--head", "9").returncode, 2)
+        with open(png, "rb") as f:
+            self.assertEqual(f.read(), data)
+        self.assert_error(run("inspect", w, "--heatmap", self.path("no/such/dir/h.png")), 1, "no/such/dir/h.png")
+        self.assertEqual(sorted(os.listdir(self.dir)), ["h.png", "o.npy", "w.npy"])
+
+    def test_inspect_ansi_fits_the_width(self):
+        w = self.mha_weights()
+        p = run("inspect", w, "--ansi", "--head", "3", "--width", "30")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = p.stdout.decode()
+        self.assertTrue(out.startswith(w + ": batch 0, head 3"))
+        self.assertIn("\x1b[38;2;", out)
+        for line in out.splitlines()[1:]:
+            self.assertLessEqual(len(re.sub(r"\x1b\[[0-9;]*m", "", line)), 30, line)
 
 
 if __name__ == "__main__":

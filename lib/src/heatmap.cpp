@@ -1,0 +1,517 @@
+// Pictures of attention weights: the PNG heatmap grid and the terminal rendering.
+// Both average large panels down in blocks (never crop) and colour with viridis, the
+// perceptually uniform map of matplotlib (Smith, van der Walt, Firing; CC0).
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "attn/inspect.hpp"
+#include "detail/bitmap_font.hpp"
+#include "detail/weights_panels.hpp"
+
+namespace attn {
+
+namespace {
+
+// matplotlib's 256 viridis entries, each channel rounded to 8 bits; 8 a line.
+// clang-format off
+constexpr std::uint32_t kViridis[256] = {
+    0x440154, 0x440256, 0x450457, 0x450559, 0x46075a, 0x46085c, 0x460a5d, 0x460b5e,
+    0x470d60, 0x470e61, 0x471063, 0x471164, 0x471365, 0x481467, 0x481668, 0x481769,
+    0x48186a, 0x481a6c, 0x481b6d, 0x481c6e, 0x481d6f, 0x481f70, 0x482071, 0x482173,
+    0x482374, 0x482475, 0x482576, 0x482677, 0x482878, 0x482979, 0x472a7a, 0x472c7a,
+    0x472d7b, 0x472e7c, 0x472f7d, 0x46307e, 0x46327e, 0x46337f, 0x463480, 0x453581,
+    0x453781, 0x453882, 0x443983, 0x443a83, 0x443b84, 0x433d84, 0x433e85, 0x423f85,
+    0x424086, 0x424186, 0x414287, 0x414487, 0x404588, 0x404688, 0x3f4788, 0x3f4889,
+    0x3e4989, 0x3e4a89, 0x3e4c8a, 0x3d4d8a, 0x3d4e8a, 0x3c4f8a, 0x3c508b, 0x3b518b,
+    0x3b528b, 0x3a538b, 0x3a548c, 0x39558c, 0x39568c, 0x38588c, 0x38598c, 0x375a8c,
+    0x375b8d, 0x365c8d, 0x365d8d, 0x355e8d, 0x355f8d, 0x34608d, 0x34618d, 0x33628d,
+    0x33638d, 0x32648e, 0x32658e, 0x31668e, 0x31678e, 0x31688e, 0x30698e, 0x306a8e,
+    0x2f6b8e, 0x2f6c8e, 0x2e6d8e, 0x2e6e8e, 0x2e6f8e, 0x2d708e, 0x2d718e, 0x2c718e,
+    0x2c728e, 0x2c738e, 0x2b748e, 0x2b758e, 0x2a768e, 0x2a778e, 0x2a788e, 0x29798e,
+    0x297a8e, 0x297b8e, 0x287c8e, 0x287d8e, 0x277e8e, 0x277f8e, 0x27808e, 0x26818e,
+    0x26828e, 0x26828e, 0x25838e, 0x25848e, 0x25858e, 0x24868e, 0x24878e, 0x23888e,
+    0x23898e, 0x238a8d, 0x228b8d, 0x228c8d, 0x228d8d, 0x218e8d, 0x218f8d, 0x21908d,
+    0x21918c, 0x20928c, 0x20928c, 0x20938c, 0x1f948c, 0x1f958b, 0x1f968b, 0x1f978b,
+    0x1f988b, 0x1f998a, 0x1f9a8a, 0x1e9b8a, 0x1e9c89, 0x1e9d89, 0x1f9e89, 0x1f9f88,
+    0x1fa088, 0x1fa188, 0x1fa187, 0x1fa287, 0x20a386, 0x20a486, 0x21a585, 0x21a685,
+    0x22a785, 0x22a884, 0x23a983, 0x24aa83, 0x25ab82, 0x25ac82, 0x26ad81, 0x27ad81,
+    0x28ae80, 0x29af7f, 0x2ab07f, 0x2cb17e, 0x2db27d, 0x2eb37c, 0x2fb47c, 0x31b57b,
+    0x32b67a, 0x34b679, 0x35b779, 0x37b878, 0x38b977, 0x3aba76, 0x3bbb75, 0x3dbc74,
+    0x3fbc73, 0x40bd72, 0x42be71, 0x44bf70, 0x46c06f, 0x48c16e, 0x4ac16d, 0x4cc26c,
+    0x4ec36b, 0x50c46a, 0x52c569, 0x54c568, 0x56c667, 0x58c765, 0x5ac864, 0x5cc863,
+    0x5ec962, 0x60ca60, 0x63cb5f, 0x65cb5e, 0x67cc5c, 0x69cd5b, 0x6ccd5a, 0x6ece58,
+    0x70cf57, 0x73d056, 0x75d054, 0x77d153, 0x7ad151, 0x7cd250, 0x7fd34e, 0x81d34d,
+    0x84d44b, 0x86d549, 0x89d548, 0x8bd646, 0x8ed645, 0x90d743, 0x93d741, 0x95d840,
+    0x98d83e, 0x9bd93c, 0x9dd93b, 0xa0da39, 0xa2da37, 0xa5db36, 0xa8db34, 0xaadc32,
+    0xaddc30, 0xb0dd2f, 0xb2dd2d, 0xb5de2b, 0xb8de29, 0xbade28, 0xbddf26, 0xc0df25,
+    0xc2df23, 0xc5e021, 0xc8e020, 0xcae11f, 0xcde11d, 0xd0e11c, 0xd2e21b, 0xd5e21a,
+    0xd8e219, 0xdae319, 0xdde318, 0xdfe318, 0xe2e418, 0xe5e419, 0xe7e419, 0xeae51a,
+    0xece51b, 0xefe51c, 0xf1e51d, 0xf4e61e, 0xf6e620, 0xf8e621, 0xfbe723, 0xfde725,
+};
+// clang-format on
+
+}  // namespace
+
+std::uint32_t viridis(double t) {
+    if (!(t > 0)) t = 0;  // NaN too: callers colour NaN themselves
+    if (t > 1) t = 1;
+    return kViridis[static_cast<std::size_t>(std::lround(t * 255))];
+}
+
+namespace {
+
+constexpr std::uint32_t kWhite = 0xffffff;
+constexpr std::uint32_t kInk = 0x222222;
+constexpr std::uint32_t kFrame = 0x9e9e9e;
+constexpr std::uint32_t kNaNColour = 0x808080;
+
+// ---- downsampling -------------------------------------------------------------------
+
+// A panel averaged over blocks of row_factor x col_factor weights (the last blocks may be
+// smaller); a NaN in a block makes the cell NaN, so holes stay visible.
+struct CellGrid {
+    std::size_t rows = 0;
+    std::size_t cols = 0;
+    std::vector<double> cells;  // rows x cols
+    double at(std::size_t r, std::size_t c) const { return cells[r * cols + c]; }
+};
+
+std::size_t ceil_div(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
+
+template <class T>
+CellGrid average_blocks(const T* panel, std::size_t queries, std::size_t keys, std::size_t row_factor,
+                        std::size_t col_factor) {
+    CellGrid grid;
+    grid.rows = ceil_div(queries, row_factor);
+    grid.cols = ceil_div(keys, col_factor);
+    grid.cells.assign(grid.rows * grid.cols, 0.0);
+    for (std::size_t r = 0; r < grid.rows; ++r) {
+        double* sums = &grid.cells[r * grid.cols];
+        const std::size_t first_query = r * row_factor;
+        const std::size_t end_query = std::min(queries, first_query + row_factor);
+        for (std::size_t q = first_query; q < end_query; ++q) {
+            const T* row = panel + q * keys;
+            for (std::size_t c = 0; c < grid.cols; ++c) {
+                const std::size_t end_key = std::min(keys, (c + 1) * col_factor);
+                double sum = 0;
+                for (std::size_t j = c * col_factor; j < end_key; ++j) sum += static_cast<double>(row[j]);
+                sums[c] += sum;
+            }
+        }
+        for (std::size_t c = 0; c < grid.cols; ++c) {
+            const std::size_t width = std::min(keys, (c + 1) * col_factor) - c * col_factor;
+            sums[c] /= static_cast<double>((end_query - first_query) * width);
+        }
+    }
+    return grid;
+}
+
+// The panels (batch, head) of `heads`, averaged down, one per head; in parallel.
+std::vector<CellGrid> average_panels(const Tensor& weights, const WeightsLayout& layout, std::size_t batch,
+                                     const std::vector<std::size_t>& heads, std::size_t row_factor,
+                                     std::size_t col_factor) {
+    std::vector<CellGrid> grids(heads.size());
+    const std::size_t panel_size = layout.queries * layout.keys;
+    detail::with_weight_values(weights, [&](const auto* values) {
+        const auto count = static_cast<std::ptrdiff_t>(heads.size());
+#pragma omp parallel for schedule(dynamic, 1)
+        for (std::ptrdiff_t i = 0; i < count; ++i) {
+            const std::size_t panel = batch * layout.heads + heads[static_cast<std::size_t>(i)];
+            grids[static_cast<std::size_t>(i)] =
+                average_blocks(values + panel * panel_size, layout.queries, layout.keys, row_factor, col_factor);
+        }
+    });
+    return grids;
+}
+
+// The largest finite cell, the top of the colour scale; 1 when there is none above 0.
+double colour_scale_top(const std::vector<CellGrid>& grids) {
+    double top = 0;
+    for (const CellGrid& grid : grids) {
+        for (double v : grid.cells) {
+            if (std::isfinite(v)) top = std::max(top, v);
+        }
+    }
+    return top > 0 ? top : 1;
+}
+
+std::uint32_t cell_colour(double value, double top) { return std::isnan(value) ? kNaNColour : viridis(value / top); }
+
+// ---- drawing ------------------------------------------------------------------------
+
+// Text is the 5x7 font scaled 2x: 10x14 glyphs (18 px lines with descenders) on a 12 px
+// advance, legible at 100 %.
+constexpr std::size_t kTextScale = 2;
+constexpr std::size_t kCharAdvance = (detail::kGlyphWidth + 1) * kTextScale;
+constexpr std::size_t kCharHeight = (detail::kGlyphHeight + detail::kDescent) * kTextScale;
+constexpr std::size_t kCapHeight = detail::kGlyphHeight * kTextScale;  // what centring on a tick centres
+constexpr std::size_t kMaxLabelChars = 12;
+
+void fill_rect(Image& image, std::size_t x, std::size_t y, std::size_t w, std::size_t h, std::uint32_t colour) {
+    const std::size_t x_end = std::min(image.width, x + w);
+    const std::size_t y_end = std::min(image.height, y + h);
+    for (std::size_t yy = y; yy < y_end; ++yy) {
+        for (std::size_t xx = x; xx < x_end; ++xx) image.set_pixel(xx, yy, colour);
+    }
+}
+
+void draw_frame(Image& image, std::size_t x, std::size_t y, std::size_t w, std::size_t h, std::uint32_t colour) {
+    fill_rect(image, x, y, w, 1, colour);
+    fill_rect(image, x, y + h - 1, w, 1, colour);
+    fill_rect(image, x, y, 1, h, colour);
+    fill_rect(image, x + w - 1, y, 1, h, colour);
+}
+
+std::size_t text_width(const std::string& text) { return text.empty() ? 0 : text.size() * kCharAdvance - kTextScale; }
+
+// Left to right, (x, y) the top-left corner.
+void draw_text(Image& image, std::size_t x, std::size_t y, const std::string& text, std::uint32_t colour = kInk) {
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const std::uint8_t* rows = detail::glyph_rows(text[i]);
+        const int drop = detail::glyph_drop(text[i]);
+        for (int gy = 0; gy < detail::kGlyphHeight; ++gy) {
+            for (int gx = 0; gx < detail::kGlyphWidth; ++gx) {
+                if ((rows[gy] >> (detail::kGlyphWidth - 1 - gx) & 1) == 0) continue;
+                fill_rect(image, x + i * kCharAdvance + static_cast<std::size_t>(gx) * kTextScale,
+                          y + static_cast<std::size_t>(gy + drop) * kTextScale, kTextScale, kTextScale, colour);
+            }
+        }
+    }
+}
+
+// Bottom to top (turned a quarter left, as matplotlib's rotated labels read); (x, bottom)
+// is the bottom-left corner, the text is kCharHeight wide.
+void draw_text_up(Image& image, std::size_t x, std::size_t bottom, const std::string& text,
+                  std::uint32_t colour = kInk) {
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const std::uint8_t* rows = detail::glyph_rows(text[i]);
+        const int drop = detail::glyph_drop(text[i]);
+        for (int gy = 0; gy < detail::kGlyphHeight; ++gy) {
+            for (int gx = 0; gx < detail::kGlyphWidth; ++gx) {
+                if ((rows[gy] >> (detail::kGlyphWidth - 1 - gx) & 1) == 0) continue;
+                const std::size_t up = i * kCharAdvance + static_cast<std::size_t>(gx + 1) * kTextScale;
+                if (up > bottom) continue;
+                fill_rect(image, x + static_cast<std::size_t>(gy + drop) * kTextScale, bottom - up, kTextScale,
+                          kTextScale, colour);
+            }
+        }
+    }
+}
+
+// Text as the font can draw it: one '?' per non-ASCII character or control byte, and cut
+// to `max_chars` with a final '~'.
+std::string drawable_text(const std::string& token, std::size_t max_chars) {
+    std::string text;
+    for (const char c : token) {
+        const auto byte = static_cast<unsigned char>(c);
+        if ((byte & 0xc0) == 0x80) continue;  // a UTF-8 continuation byte: its character has its '?'
+        text += byte >= 0x20 && byte < 0x7f ? c : '?';
+    }
+    if (text.size() > max_chars) text = text.substr(0, max_chars - 1) + "~";
+    return text;
+}
+
+// The smallest of 1, 2, 5, 10, 20, 50, ... that is at least `minimum`.
+double nice_step(double minimum) {
+    double step = 1;
+    while (step < minimum) {
+        for (const double m : {2.0, 2.5, 2.0}) {  // 1 -> 2 -> 5 -> 10
+            step *= m;
+            if (step >= minimum) break;
+        }
+    }
+    return step;
+}
+
+// One axis of a panel: how its indices become cells and pixels, and where its ticks go.
+struct Axis {
+    std::size_t count = 0;   // L or S
+    std::size_t factor = 1;  // indices per cell
+    std::size_t cells = 0;
+    std::size_t cell_px = 1;
+    std::size_t pixels() const { return cells * cell_px; }
+    // The pixel centre of index i along the axis.
+    std::size_t centre(std::size_t i) const {
+        return static_cast<std::size_t>((static_cast<double>(i) + 0.5) * static_cast<double>(cell_px) /
+                                        static_cast<double>(factor));
+    }
+};
+
+// Panels aim at kPanelPx pixels a side: small L gets big cells (at most kMaxCellPx), large
+// L is averaged down to max_cells cells of one pixel.
+constexpr std::size_t kPanelPx = 512;
+constexpr std::size_t kMaxCellPx = 48;
+
+Axis make_axis(std::size_t count, std::size_t max_cells) {
+    Axis axis;
+    axis.count = count;
+    axis.factor = std::max<std::size_t>(1, ceil_div(count, std::max<std::size_t>(1, max_cells)));
+    axis.cells = ceil_div(count, axis.factor);
+    axis.cell_px = std::clamp<std::size_t>(kPanelPx / axis.cells, 1, kMaxCellPx);
+    return axis;
+}
+
+// Tick indices at least `spacing_px` apart: 0, step, 2 step, ...
+std::vector<std::size_t> axis_ticks(const Axis& axis, std::size_t spacing_px) {
+    const double px_per_index = static_cast<double>(axis.cell_px) / static_cast<double>(axis.factor);
+    const auto step = static_cast<std::size_t>(nice_step(static_cast<double>(spacing_px) / px_per_index));
+    std::vector<std::size_t> ticks;
+    for (std::size_t i = 0; i < axis.count; i += step) ticks.push_back(i);
+    return ticks;
+}
+
+// The text at tick i: the token when there are labels, else the index.
+std::string tick_text(const Labels& labels, std::size_t i) {
+    return labels.tokens.empty() ? std::to_string(i) : drawable_text(labels.tokens[i], kMaxLabelChars);
+}
+
+// Values for the colour bar: 0 and steps of 1, 2 or 5 x 10^n up to `top`, 3 to 6 of them;
+// `decimals` is what the step needs to print.
+std::vector<double> scale_ticks(double top, int& decimals) {
+    const double raw = top / 5;
+    const double magnitude = std::pow(10.0, std::floor(std::log10(raw)));
+    double step = magnitude;
+    for (const double m : {1.0, 2.0, 5.0, 10.0}) {
+        step = m * magnitude;
+        if (step >= raw) break;
+    }
+    decimals = std::max(0, -static_cast<int>(std::floor(std::log10(step) + 1e-9)));
+    std::vector<double> ticks;
+    for (std::size_t i = 0; static_cast<double>(i) * step <= top * (1 + 1e-9); ++i) {
+        ticks.push_back(static_cast<double>(i) * step);
+    }
+    return ticks;
+}
+
+std::string fixed(double value, int decimals) {
+    char buffer[48];
+    std::snprintf(buffer, sizeof buffer, "%.*f", decimals, value);
+    return buffer;
+}
+
+// "1 query", "5 queries".
+std::string counted(std::size_t n, const std::string& one, const std::string& many) {
+    return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+std::vector<std::size_t> chosen_heads(const WeightsLayout& layout, const std::optional<std::size_t>& head) {
+    if (head) return {*head};
+    std::vector<std::size_t> heads(layout.heads);
+    for (std::size_t h = 0; h < heads.size(); ++h) heads[h] = h;
+    return heads;
+}
+
+void require_cells(const WeightsLayout& layout, const std::string& subject, const Shape& shape) {
+    if (layout.queries == 0 || layout.keys == 0 || layout.panels() == 0)
+        throw Error(ErrorKind::Shape, subject, "nothing to draw: the weights " + shape_to_string(shape) + " are empty");
+}
+
+}  // namespace
+
+Heatmap render_heatmap(const Tensor& weights, const HeatmapOptions& options, const std::string& subject) {
+    const Shape shape = weights.shape();
+    const WeightsLayout layout = weights_layout(shape, subject);
+    detail::check_index(options.batch, layout.batches, "--batch", "batches");
+    if (options.head) detail::check_index(*options.head, layout.heads, "--head", "heads");
+    require_cells(layout, subject, shape);
+    check_labels(options.query_labels, layout.queries, "query");
+    check_labels(options.key_labels, layout.keys, "key");
+
+    const Axis y_axis = make_axis(layout.queries, options.max_panel_cells);
+    const Axis x_axis = make_axis(layout.keys, options.max_panel_cells);
+    const std::vector<std::size_t> heads = chosen_heads(layout, options.head);
+    const std::vector<CellGrid> grids =
+        average_panels(weights, layout, options.batch, heads, y_axis.factor, x_axis.factor);
+    const double top = colour_scale_top(grids);
+
+    // Ticks: y labels stack one text line apart; x numbers sit side by side, x tokens are
+    // turned upright and so stack one text line apart too.
+    const bool x_tokens = !options.key_labels.tokens.empty();
+    const std::size_t line_px = kCharHeight + 4;        // between stacked labels
+    const std::size_t y_spacing = 2 * kCharHeight + 4;  // y ticks: every label, or one in about 40 px
+    const std::vector<std::size_t> y_ticks = axis_ticks(y_axis, y_spacing);
+    const std::vector<std::size_t> x_ticks =
+        axis_ticks(x_axis, x_tokens ? line_px : text_width(std::to_string(layout.keys - 1)) + 2 * kCharAdvance);
+    std::size_t y_label_w = 0;
+    for (std::size_t i : y_ticks) y_label_w = std::max(y_label_w, text_width(tick_text(options.query_labels, i)));
+    std::size_t x_label_h = kCharHeight;
+    if (x_tokens) {
+        x_label_h = 0;
+        for (std::size_t i : x_ticks) x_label_h = std::max(x_label_h, text_width(tick_text(options.key_labels, i)));
+    }
+
+    constexpr std::size_t kMargin = 16, kTick = 5, kGap = 4, kLabelGap = 8;  // labels clear of ticks: no minus signs
+    const std::size_t pw = x_axis.pixels(), ph = y_axis.pixels();
+    const std::size_t left = kCharHeight + 2 * kGap + y_label_w + kLabelGap + kTick;
+    const std::size_t top_band = kCharHeight + 10;
+    const std::size_t bottom = kTick + kGap + x_label_h + 2 * kGap + kCharHeight + kGap;
+    const std::size_t n = heads.size();
+    // A panel narrower than its title ("head 12") gets the title's width.
+    const std::size_t block_w = left + std::max(pw, text_width("head " + std::to_string(heads.back()))) + 28;
+    const std::size_t block_h = top_band + ph + bottom + 16;
+    const auto root = static_cast<std::size_t>(std::ceil(std::sqrt(static_cast<double>(n))));
+    const std::size_t cols = n <= 4 ? n : std::min(n, std::max<std::size_t>(4, root));
+    const std::size_t rows = ceil_div(n, cols);
+
+    int decimals = 0;
+    const std::vector<double> bar_ticks = scale_ticks(top, decimals);
+    std::size_t bar_label_w = text_width("weight");
+    for (double v : bar_ticks) bar_label_w = std::max(bar_label_w, text_width(fixed(v, decimals)) + 30);
+    constexpr std::size_t kBarW = 20;
+    const std::size_t bar_h = std::max<std::size_t>(ph, 160);
+    const std::size_t header_h = 2 * (kCharHeight + 8) + 8;
+
+    // Header: what was drawn, and how it was averaged down.
+    const std::string title = drawable_text(options.title.empty() ? subject : options.title, 160);
+    std::string info = layout.batches > 1
+                           ? "batch " + std::to_string(options.batch) + " of " + std::to_string(layout.batches) + ": "
+                           : "";
+    info += counted(layout.heads, "head", "heads") + ", " + counted(layout.queries, "query", "queries") + " x " +
+            counted(layout.keys, "key", "keys");
+    if (y_axis.factor > 1 || x_axis.factor > 1) {
+        info += "; each cell averages " + std::to_string(y_axis.factor) + " x " + std::to_string(x_axis.factor) +
+                " weights";
+    }
+
+    // A narrow grid (one small panel) still shows the whole header.
+    const std::size_t width = std::max(kMargin + cols * block_w + kBarW + bar_label_w,
+                                       kMargin + std::max(text_width(title), text_width(info))) +
+                              kMargin;
+    const std::size_t height = header_h + std::max(rows * block_h, top_band + bar_h + kCharHeight) + kMargin;
+    Heatmap heatmap;
+    heatmap.image = Image(width, height, kWhite);
+    heatmap.scale_top = top;
+    Image& image = heatmap.image;
+    draw_text(image, kMargin, 8, title);
+    draw_text(image, kMargin, 8 + kCharHeight + 8, info, 0x555555);
+
+    for (std::size_t k = 0; k < n; ++k) {
+        const std::size_t ox = kMargin + (k % cols) * block_w, oy = header_h + (k / cols) * block_h;
+        const std::size_t px0 = ox + left, py0 = oy + top_band;
+        heatmap.panels.push_back(
+            {heads[k], px0, py0, pw, ph, x_axis.cell_px, y_axis.cell_px, x_axis.factor, y_axis.factor});
+        const std::string panel_title = "head " + std::to_string(heads[k]);
+        draw_text(image, px0 + pw / 2 - std::min(pw / 2, text_width(panel_title) / 2), oy, panel_title);
+
+        const CellGrid& grid = grids[k];
+        for (std::size_t r = 0; r < grid.rows; ++r) {
+            for (std::size_t c = 0; c < grid.cols; ++c) {
+                fill_rect(image, px0 + c * x_axis.cell_px, py0 + r * y_axis.cell_px, x_axis.cell_px, y_axis.cell_px,
+                          cell_colour(grid.at(r, c), top));
+            }
+        }
+        draw_frame(image, px0 - 1, py0 - 1, pw + 2, ph + 2, kFrame);
+
+        for (std::size_t i : y_ticks) {
+            const std::size_t y = py0 + y_axis.centre(i);
+            fill_rect(image, px0 - 1 - kTick, y, kTick, 1, kInk);
+            const std::string text = tick_text(options.query_labels, i);
+            draw_text(image, px0 - 1 - kTick - kLabelGap - text_width(text), y - std::min(y, kCapHeight / 2), text);
+        }
+        const std::size_t query_name_bottom = py0 + ph / 2 + text_width("query") / 2;
+        draw_text_up(image, ox + kGap, query_name_bottom, "query");
+
+        const std::size_t x_label_top = py0 + ph + 1 + kTick + kGap;
+        for (std::size_t i : x_ticks) {
+            const std::size_t x = px0 + x_axis.centre(i);
+            fill_rect(image, x, py0 + ph + 1, 1, kTick, kInk);
+            const std::string text = tick_text(options.key_labels, i);
+            if (x_tokens) {
+                // Upright, ending at the axis as matplotlib's rotated tick labels do.
+                draw_text_up(image, x - kCapHeight / 2, x_label_top + text_width(text), text);
+            } else {
+                draw_text(image, x - std::min(x, text_width(text) / 2), x_label_top, text);
+            }
+        }
+        draw_text(image, px0 + pw / 2 - text_width("key") / 2, x_label_top + x_label_h + 2 * kGap, "key");
+    }
+
+    // Colour bar: viridis from 0 (bottom) to the top of the scale, ticks at round values.
+    const std::size_t bx = kMargin + cols * block_w, by = header_h + top_band;
+    draw_text(image, bx, header_h, "weight");
+    for (std::size_t y = 0; y < bar_h; ++y) {
+        const double t = 1 - static_cast<double>(y) / static_cast<double>(bar_h - 1);
+        fill_rect(image, bx, by + y, kBarW, 1, viridis(t));
+    }
+    draw_frame(image, bx - 1, by - 1, kBarW + 2, bar_h + 2, kFrame);
+    for (double v : bar_ticks) {
+        const auto y = by + static_cast<std::size_t>(std::lround((1 - v / top) * static_cast<double>(bar_h - 1)));
+        fill_rect(image, bx + kBarW + 1, y, kTick, 1, kInk);
+        draw_text(image, bx + kBarW + 1 + kTick + kLabelGap, y - std::min(y, kCapHeight / 2), fixed(v, decimals));
+    }
+    return heatmap;
+}
+
+// ---- terminal -----------------------------------------------------------------------
+
+namespace {
+
+void append_colour(std::string& out, bool foreground, std::uint32_t colour) {
+    out += foreground ? "\x1b[38;2;" : "\x1b[48;2;";
+    out += std::to_string(colour >> 16 & 0xff) + ";" + std::to_string(colour >> 8 & 0xff) + ";" +
+           std::to_string(colour & 0xff) + "m";
+}
+
+}  // namespace
+
+std::string render_ansi(const Tensor& weights, const AnsiOptions& options, const std::string& subject) {
+    const Shape shape = weights.shape();
+    const WeightsLayout layout = weights_layout(shape, subject);
+    detail::check_index(options.batch, layout.batches, "--batch", "batches");
+    detail::check_index(options.head, layout.heads, "--head", "heads");
+    require_cells(layout, subject, shape);
+
+    // A column is about half as wide as a line is tall, so one column by one half-line
+    // ("▀": foreground the upper cell, background the lower) is a square cell.
+    const std::size_t index_w = std::to_string(layout.queries - 1).size();
+    const std::size_t columns = options.width > index_w + 1 ? options.width - index_w - 1 : 1;
+    const std::size_t factor = ceil_div(layout.keys, columns);
+    const std::size_t cell_w = factor > 1 ? 1 : std::clamp<std::size_t>(columns / layout.keys, 1, 4);
+    const std::vector<CellGrid> grids = average_panels(weights, layout, options.batch, {options.head}, factor, factor);
+    const CellGrid& grid = grids.front();
+    const double top = colour_scale_top(grids);
+
+    std::string out = subject + ": batch " + std::to_string(options.batch) + ", head " + std::to_string(options.head) +
+                      " - " + std::to_string(layout.queries) + " queries (rows) x " + std::to_string(layout.keys) +
+                      " keys (columns)";
+    if (factor > 1)
+        out += ", each cell averages " + std::to_string(factor) + " x " + std::to_string(factor) + " weights";
+    out += '\n';
+    const std::size_t half_lines = grid.rows * cell_w;
+    for (std::size_t upper = 0; upper < half_lines; upper += 2) {
+        const std::size_t r_upper = upper / cell_w;
+        const bool has_lower = upper + 1 < half_lines;
+        const std::size_t r_lower = (upper + 1) / cell_w;
+        // The line names the first query of the cell row that starts on it, if one does.
+        std::string index;
+        if (upper % cell_w == 0) {
+            index = std::to_string(r_upper * factor);
+        } else if (has_lower && (upper + 1) % cell_w == 0) {
+            index = std::to_string(r_lower * factor);
+        }
+        out += std::string(index_w - std::min(index_w, index.size()), ' ') + index + ' ';
+        for (std::size_t c = 0; c < grid.cols; ++c) {
+            append_colour(out, true, cell_colour(grid.at(r_upper, c), top));
+            if (has_lower) {
+                append_colour(out, false, cell_colour(grid.at(r_lower, c), top));
+            } else {
+                out += "\x1b[49m";
+            }
+            for (std::size_t k = 0; k < cell_w; ++k) out += "\u2580";
+        }
+        out += "\x1b[0m\n";
+    }
+    // The scale: 0 ... top in 16 steps.
+    out += std::string(index_w + 1, ' ') + "0 ";
+    for (int i = 0; i < 16; ++i) {
+        append_colour(out, false, viridis(i / 15.0));
+        out += ' ';
+    }
+    out += "\x1b[0m " + detail::format_number(top) + "\n";
+    return out;
+}
+
+}  // namespace attn

@@ -1,0 +1,481 @@
+// Summaries of attention-weight dumps: one pass over the chosen panels, in row blocks
+// spread over OpenMP threads, each row reduced in float64 (sum, sum of p*log2 p, top-k)
+// and the blocks merged in order, so the figures do not depend on the thread count.
+#include "attn/inspect.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <utility>
+
+#include "detail/weights_panels.hpp"
+
+namespace attn {
+
+namespace detail {
+
+void check_index(std::size_t index, std::size_t count, const std::string& flag, const std::string& what) {
+    if (index < count) return;
+    throw Error(ErrorKind::Usage, flag,
+                "expected 0 to " + std::to_string(count - 1) + " (the tensor has " + std::to_string(count) + " " +
+                    what + "), found " + std::to_string(index));
+}
+
+std::string position_string(const Shape& shape, std::size_t offset) {
+    std::vector<std::size_t> index(shape.size());
+    for (std::size_t d = shape.size(); d-- > 0;) {
+        index[d] = offset % shape[d];
+        offset /= shape[d];
+    }
+    std::string text = "(";
+    for (std::size_t d = 0; d < index.size(); ++d) text += (d > 0 ? ", " : "") + std::to_string(index[d]);
+    return text + ")";
+}
+
+std::string format_number(double value, int digits) {
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%.*g", digits, value);
+    return buffer;
+}
+
+}  // namespace detail
+
+WeightsLayout weights_layout(const Shape& shape, const std::string& subject) {
+    if (shape.size() < 2) {
+        throw Error(ErrorKind::Shape, subject,
+                    "expected attention weights of shape (..., L, S) with rank >= 2, found " + shape_to_string(shape));
+    }
+    WeightsLayout layout;
+    layout.queries = shape[shape.size() - 2];
+    layout.keys = shape[shape.size() - 1];
+    if (shape.size() >= 3) layout.heads = shape[shape.size() - 3];
+    for (std::size_t d = 0; d + 3 < shape.size(); ++d) layout.batches *= shape[d];
+    return layout;
+}
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+// Rows per task: large enough to amortise the scheduling, small enough that one big
+// panel (a rank-2 dump) still spreads over every thread.
+constexpr std::size_t kRowsPerTask = 64;
+
+// What one block of rows of one panel contributes; merged in block order.
+struct BlockTotals {
+    double entropy_sum = 0;
+    std::size_t entropy_rows = 0;
+    double entropy_min = std::numeric_limits<double>::infinity();
+    double entropy_max = -std::numeric_limits<double>::infinity();
+    double row_sum_error = -1;  // below any real error, so the first counting row sets it
+    std::size_t worst_query = 0;
+    std::size_t unnormalised_rows = 0;
+    std::size_t zero_rows = 0;
+    double max_weight = -std::numeric_limits<double>::infinity();
+    std::size_t near_zero = 0;
+    std::size_t nan = 0;
+    std::size_t inf = 0;
+    bool has_negative = false;
+    std::size_t negative_offset = 0;  // in the panel
+    double negative_value = 0;
+};
+
+struct Task {
+    std::size_t panel_slot;  // index into the report's panels
+    std::size_t first_row;
+    std::size_t end_row;
+};
+
+// The k largest finite weights of a row as (weight, key), largest first, ties by lower key.
+class TopKeysBuffer {
+public:
+    explicit TopKeysBuffer(std::size_t k) : k_(k) { best_.reserve(k); }
+    void clear() { best_.clear(); }
+    // Keys arrive in increasing order, so an equal weight never displaces an earlier key.
+    void offer(double weight, std::size_t key) {
+        if (best_.size() == k_ && !(weight > best_.back().first)) return;
+        auto at = std::find_if(best_.begin(), best_.end(), [&](const auto& e) { return e.first < weight; });
+        if (best_.size() == k_) best_.pop_back();
+        best_.insert(at, {weight, key});
+    }
+    void store(TopKeys& out) const {
+        out.keys.clear();
+        out.weights.clear();
+        for (const auto& [weight, key] : best_) {
+            out.keys.push_back(key);
+            out.weights.push_back(weight);
+        }
+    }
+    bool accepts(double weight) const { return best_.size() < k_ || weight > best_.back().first; }
+
+private:
+    std::size_t k_;
+    std::vector<std::pair<double, std::size_t>> best_;
+};
+
+template <class T>
+void scan_block(const T* panel, const WeightsLayout& layout, const Task& task, const InspectOptions& options,
+                std::vector<TopKeys>* top_k, BlockTotals& totals) {
+    const std::size_t keys = layout.keys;
+    const double near_zero = options.near_zero;
+    TopKeysBuffer best(std::min(options.top_k, keys));
+    for (std::size_t q = task.first_row; q < task.end_row; ++q) {
+        const T* row = panel + q * keys;
+        const bool want_top = options.top_k > 0 && keys > 0 && (!options.query || *options.query == q);
+        best.clear();
+        double sum = 0;
+        double sum_plogp = 0;
+        std::size_t nan = 0;
+        std::size_t inf = 0;
+        double row_max = -std::numeric_limits<double>::infinity();
+        for (std::size_t j = 0; j < keys; ++j) {
+            const T value = row[j];
+            if (!(value >= T(0))) {  // NaN or negative, both rare: one test on the common path
+                if (std::isnan(value)) {
+                    ++nan;
+                    continue;
+                }
+                totals.has_negative = true;
+                totals.negative_offset = q * keys + j;
+                totals.negative_value = static_cast<double>(value);
+                return;  // the run fails; the rest of the block does not matter
+            }
+            if (std::isinf(value)) {
+                ++inf;
+                continue;
+            }
+            const double x = value;
+            sum += x;
+            // log2 in T's own precision: log2f for float32, whose ~1e-7 relative error is far
+            // below the digits shown.
+            if (value > T(0)) sum_plogp += x * static_cast<double>(std::log2(value));
+            if (x < near_zero) ++totals.near_zero;
+            row_max = std::max(row_max, x);
+            if (want_top && best.accepts(x)) best.offer(x, j);
+        }
+        totals.nan += nan;
+        totals.inf += inf;
+        totals.max_weight = std::max(totals.max_weight, row_max);
+        if (want_top) {
+            TopKeys& entry = (*top_k)[options.query ? 0 : q];
+            entry.query = q;
+            best.store(entry);
+        }
+        if (nan > 0 || inf > 0) continue;  // no meaningful sum or entropy
+        if (sum == 0) {
+            ++totals.zero_rows;
+            continue;
+        }
+        const double error = std::abs(sum - 1);
+        if (error > totals.row_sum_error) {
+            totals.row_sum_error = error;
+            totals.worst_query = q;
+        }
+        if (error > options.row_sum_tolerance) ++totals.unnormalised_rows;
+        // Entropy of the row scaled to sum 1: -sum (p/s) log2 (p/s) = log2 s - sum(p log2 p)/s.
+        const double entropy = std::max(0.0, std::log2(sum) - sum_plogp / sum);
+        totals.entropy_sum += entropy;
+        ++totals.entropy_rows;
+        totals.entropy_min = std::min(totals.entropy_min, entropy);
+        totals.entropy_max = std::max(totals.entropy_max, entropy);
+    }
+}
+
+void merge_into(BlockTotals& running, const BlockTotals& block) {
+    running.entropy_sum += block.entropy_sum;
+    running.entropy_rows += block.entropy_rows;
+    running.entropy_min = std::min(running.entropy_min, block.entropy_min);
+    running.entropy_max = std::max(running.entropy_max, block.entropy_max);
+    if (block.row_sum_error > running.row_sum_error) {
+        running.row_sum_error = block.row_sum_error;
+        running.worst_query = block.worst_query;
+    }
+    running.unnormalised_rows += block.unnormalised_rows;
+    running.zero_rows += block.zero_rows;
+    running.max_weight = std::max(running.max_weight, block.max_weight);
+    running.near_zero += block.near_zero;
+    running.nan += block.nan;
+    running.inf += block.inf;
+}
+
+void finish_panel(PanelSummary& panel, const BlockTotals& totals) {
+    panel.row_sum_error = totals.row_sum_error < 0 ? 0 : totals.row_sum_error;
+    panel.worst_query = totals.worst_query;
+    panel.unnormalised_rows = totals.unnormalised_rows;
+    panel.zero_rows = totals.zero_rows;
+    if (totals.entropy_rows > 0) {
+        panel.entropy_bits.mean = totals.entropy_sum / static_cast<double>(totals.entropy_rows);
+        panel.entropy_bits.min = totals.entropy_min;
+        panel.entropy_bits.max = totals.entropy_max;
+    } else {
+        panel.entropy_bits.mean = panel.entropy_bits.min = panel.entropy_bits.max = kNaN;
+    }
+    panel.entropy_bits.uniform = panel.keys > 0 ? std::log2(static_cast<double>(panel.keys)) : 0;
+    panel.max_weight = std::isfinite(totals.max_weight) ? totals.max_weight : kNaN;
+    const std::size_t cells = panel.rows * panel.keys;
+    panel.near_zero_share = cells > 0 ? static_cast<double>(totals.near_zero) / static_cast<double>(cells) : 0;
+    panel.nan = totals.nan;
+    panel.inf = totals.inf;
+}
+
+void add_warnings(InspectReport& report, const InspectOptions& options, const std::string& subject) {
+    std::size_t unnormalised = 0, counted_rows = 0, nan = 0, inf = 0;
+    const PanelSummary* worst = nullptr;
+    for (const PanelSummary& panel : report.panels) {
+        unnormalised += panel.unnormalised_rows;
+        counted_rows += panel.rows;
+        nan += panel.nan;
+        inf += panel.inf;
+        if (panel.unnormalised_rows > 0 && (worst == nullptr || panel.row_sum_error > worst->row_sum_error))
+            worst = &panel;
+    }
+    if (worst != nullptr) {
+        report.warnings.push_back(
+            subject + ": " + std::to_string(unnormalised) + " of " + std::to_string(counted_rows) +
+            " rows do not sum to 1 (largest |sum - 1| = " + detail::format_number(worst->row_sum_error) + " at batch " +
+            std::to_string(worst->batch) + ", head " + std::to_string(worst->head) + ", query " +
+            std::to_string(worst->worst_query) + "; tolerance " + detail::format_number(options.row_sum_tolerance) +
+            ")");
+    }
+    if (nan > 0 || inf > 0) {
+        report.warnings.push_back(subject + ": " + std::to_string(nan) + " NaN and " + std::to_string(inf) +
+                                  " Inf weights; their rows are left out of the row sums and entropies");
+    }
+}
+
+}  // namespace
+
+InspectReport inspect_weights(const Tensor& weights, const InspectOptions& options, const std::string& subject) {
+    InspectReport report;
+    report.shape = weights.shape();
+    report.dtype = weights.dtype();
+    report.layout = weights_layout(report.shape, subject);
+    const WeightsLayout& layout = report.layout;
+    if (options.batch) detail::check_index(*options.batch, layout.batches, "--batch", "batches");
+    if (options.head) detail::check_index(*options.head, layout.heads, "--head", "heads");
+    if (options.query) detail::check_index(*options.query, layout.queries, "--query", "queries");
+
+    for (std::size_t b = 0; b < layout.batches; ++b) {
+        if (options.batch && *options.batch != b) continue;
+        for (std::size_t h = 0; h < layout.heads; ++h) {
+            if (options.head && *options.head != h) continue;
+            PanelSummary panel;
+            panel.batch = b;
+            panel.head = h;
+            panel.rows = layout.queries;
+            panel.keys = layout.keys;
+            if (options.top_k > 0 && layout.keys > 0) panel.top_k.resize(options.query ? 1 : layout.queries);
+            report.panels.push_back(std::move(panel));
+        }
+    }
+
+    std::vector<Task> tasks;
+    for (std::size_t slot = 0; slot < report.panels.size(); ++slot) {
+        for (std::size_t first = 0; first < layout.queries; first += kRowsPerTask) {
+            tasks.push_back({slot, first, std::min(first + kRowsPerTask, layout.queries)});
+        }
+    }
+    std::vector<BlockTotals> blocks(tasks.size());
+    const std::size_t panel_size = layout.queries * layout.keys;
+
+    detail::with_weight_values(weights, [&](const auto* values) {
+        const auto task_count = static_cast<std::ptrdiff_t>(tasks.size());
+#pragma omp parallel for schedule(dynamic, 4)
+        for (std::ptrdiff_t t = 0; t < task_count; ++t) {
+            const Task& task = tasks[static_cast<std::size_t>(t)];
+            PanelSummary& panel = report.panels[task.panel_slot];
+            const std::size_t panel_index = panel.batch * layout.heads + panel.head;
+            scan_block(values + panel_index * panel_size, layout, task, options, &panel.top_k,
+                       blocks[static_cast<std::size_t>(t)]);
+        }
+    });
+
+    // Tasks are in memory order, so the first one with a negative weight holds the first.
+    for (std::size_t t = 0; t < tasks.size(); ++t) {
+        if (!blocks[t].has_negative) continue;
+        const PanelSummary& panel = report.panels[tasks[t].panel_slot];
+        const std::size_t offset = (panel.batch * layout.heads + panel.head) * panel_size + blocks[t].negative_offset;
+        throw Error(ErrorKind::Value, subject,
+                    "negative weight " + detail::format_number(blocks[t].negative_value, 6) + " at " +
+                        detail::position_string(report.shape, offset) + " (batch " + std::to_string(panel.batch) +
+                        ", head " + std::to_string(panel.head) + ", query " +
+                        std::to_string(blocks[t].negative_offset / layout.keys) + ", key " +
+                        std::to_string(blocks[t].negative_offset % layout.keys) +
+                        "); attention weights are >= 0 (logits passed as weights?)");
+    }
+
+    std::size_t t = 0;
+    for (std::size_t slot = 0; slot < report.panels.size(); ++slot) {
+        BlockTotals running;
+        for (; t < tasks.size() && tasks[t].panel_slot == slot; ++t) merge_into(running, blocks[t]);
+        finish_panel(report.panels[slot], running);
+    }
+    add_warnings(report, options, subject);
+    return report;
+}
+
+// ---- JSON ---------------------------------------------------------------------------
+
+namespace {
+
+void append_json_string(std::string& out, const std::string& text) {
+    out += '"';
+    for (const char c : text) {
+        const auto byte = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (byte < 0x20) {
+            char escape[8];
+            std::snprintf(escape, sizeof escape, "\\u%04x", byte);
+            out += escape;
+        } else {
+            out += c;
+        }
+    }
+    out += '"';
+}
+
+// Shortest round-trip text; JSON has no NaN or infinity, so they are null.
+void append_json_number(std::string& out, double value) {
+    if (!std::isfinite(value)) {
+        out += "null";
+        return;
+    }
+    char buffer[32];
+    const auto result = std::to_chars(buffer, buffer + sizeof buffer, value);
+    out.append(buffer, result.ptr);
+}
+
+void append_json_count(std::string& out, std::size_t value) { out += std::to_string(value); }
+
+template <class T, class F>
+void append_json_array(std::string& out, const std::vector<T>& values, F&& append_one) {
+    out += '[';
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        if (i > 0) out += ", ";
+        append_one(out, values[i]);
+    }
+    out += ']';
+}
+
+// `"name": ` after `separator`: member names are plain ASCII, no escaping needed.
+void append_json_key(std::string& out, const char* separator, const char* name) {
+    out += separator;
+    out += '"';
+    out += name;
+    out += "\": ";
+}
+
+}  // namespace
+
+void encode_inspect_json(const InspectReport& report, io::ByteSink& sink) {
+    std::string out;
+    append_json_key(out, "{", "shape");
+    append_json_array(out, report.shape, append_json_count);
+    append_json_key(out, ", ", "dtype");
+    append_json_string(out, std::string(dtype_name(report.dtype)));
+    append_json_key(out, ", ", "layout");
+    append_json_key(out, "{", "batches");
+    append_json_count(out, report.layout.batches);
+    append_json_key(out, ", ", "heads");
+    append_json_count(out, report.layout.heads);
+    append_json_key(out, ", ", "queries");
+    append_json_count(out, report.layout.queries);
+    append_json_key(out, ", ", "keys");
+    append_json_count(out, report.layout.keys);
+    append_json_key(out, "},\n ", "panels");
+    out += '[';
+    for (std::size_t p = 0; p < report.panels.size(); ++p) {
+        const PanelSummary& panel = report.panels[p];
+        append_json_key(out, p > 0 ? ",\n  {" : "\n  {", "batch");
+        append_json_count(out, panel.batch);
+        const std::pair<const char*, std::size_t> counts[] = {
+            {"head", panel.head}, {"rows", panel.rows}, {"keys", panel.keys}};
+        for (const auto& [name, value] : counts) {
+            append_json_key(out, ", ", name);
+            append_json_count(out, value);
+        }
+        append_json_key(out, ", ", "row_sum_error");
+        append_json_number(out, panel.row_sum_error);
+        const std::pair<const char*, std::size_t> row_counts[] = {{"worst_query", panel.worst_query},
+                                                                  {"unnormalised_rows", panel.unnormalised_rows},
+                                                                  {"zero_rows", panel.zero_rows}};
+        for (const auto& [name, value] : row_counts) {
+            append_json_key(out, ", ", name);
+            append_json_count(out, value);
+        }
+        append_json_key(out, ", ", "entropy_bits");
+        const std::pair<const char*, double> entropy[] = {{"mean", panel.entropy_bits.mean},
+                                                          {"min", panel.entropy_bits.min},
+                                                          {"max", panel.entropy_bits.max},
+                                                          {"uniform", panel.entropy_bits.uniform}};
+        const char* separator = "{";
+        for (const auto& [name, value] : entropy) {
+            append_json_key(out, separator, name);
+            append_json_number(out, value);
+            separator = ", ";
+        }
+        append_json_key(out, "}, ", "max_weight");
+        append_json_number(out, panel.max_weight);
+        append_json_key(out, ", ", "near_zero_share");
+        append_json_number(out, panel.near_zero_share);
+        append_json_key(out, ", ", "nan");
+        append_json_count(out, panel.nan);
+        append_json_key(out, ", ", "inf");
+        append_json_count(out, panel.inf);
+        append_json_key(out, ", ", "top_k");
+        out += '[';
+        for (std::size_t i = 0; i < panel.top_k.size(); ++i) {
+            const TopKeys& entry = panel.top_k[i];
+            append_json_key(out, i > 0 ? ",\n    {" : "\n    {", "query");
+            append_json_count(out, entry.query);
+            append_json_key(out, ", ", "keys");
+            append_json_array(out, entry.keys, append_json_count);
+            append_json_key(out, ", ", "weights");
+            append_json_array(out, entry.weights, append_json_number);
+            out += '}';
+        }
+        out += "]}";
+        // Flushed per panel: a 2x8x2048 report with top-k is megabytes of text.
+        sink.write(out);
+        out.clear();
+    }
+    append_json_key(out, "],\n ", "warnings");
+    append_json_array(out, report.warnings, append_json_string);
+    out += "}\n";
+    sink.write(out);
+}
+
+// ---- labels -------------------------------------------------------------------------
+
+Labels read_labels(const std::string& path) {
+    Labels labels;
+    labels.source = path == "-" ? "<stdin>" : path;
+    const std::string text = io::read_file(path);
+    std::size_t start = 0;
+    while (start < text.size()) {
+        std::size_t end = text.find('\n', start);
+        if (end == std::string::npos) end = text.size();
+        std::string token = text.substr(start, end - start);
+        if (!token.empty() && token.back() == '\r') token.pop_back();
+        labels.tokens.push_back(std::move(token));
+        start = end + 1;
+    }
+    return labels;
+}
+
+void check_labels(const Labels& labels, std::size_t expected, const std::string& axis) {
+    if (labels.tokens.empty() && labels.source.empty()) return;
+    if (labels.tokens.size() == expected) return;
+    const std::string plural = axis == "query" ? "queries" : axis + "s";
+    throw Error(ErrorKind::Value, labels.source,
+                "expected " + std::to_string(expected) + " labels, one per " + axis + " (the weights have " +
+                    std::to_string(expected) + " " + (expected == 1 ? axis : plural) + "), found " +
+                    std::to_string(labels.tokens.size()) + " lines");
+}
+
+}  // namespace attn
