@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "attn/io.hpp"
+#include "attn/random.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -653,5 +654,17 @@ TEST_CASE("json: archives of named tensors") {
         CHECK(contains(archive_error(R"({"w": [1]} x)"), "expected the end of the input after the archive, found 'x'"));
         CHECK(contains(archive_error(R"({"w": [1],})"), "expected a quoted key, found '}'"));
         CHECK(contains(archive_error(R"({"a\ud800": [1]})"), "unpaired surrogate"));
+    }
+}
+
+TEST_CASE("json: a tensor written in parallel blocks reads back bit for bit") {
+    // 3 x 700 x 257 = 539,700 elements: several blocks of rows, formatted on every core.
+    const attn::Tensor t = attn::random_tensor({3, 700, 257}, attn::Distribution::Normal, 5);
+    for (attn::io::JsonLayout layout : {attn::io::JsonLayout::Object, attn::io::JsonLayout::Nested}) {
+        attn::io::StringSink text;
+        attn::io::encode_json(t, text, layout);
+        const attn::Tensor back = attn::io::decode_json(text.bytes(), "blocks.json");
+        REQUIRE(back.shape() == t.shape());
+        CHECK(std::memcmp(back.data(), t.data(), t.nbytes()) == 0);
     }
 }

@@ -13,6 +13,8 @@
 // shortest text that reads back to the same value (std::to_chars's text, float32 through
 // a faster formatter of its own), non-finite values spelt as Python's json spells them.
 
+#include <omp.h>
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -52,6 +54,8 @@ constexpr std::size_t kMaxElementText = 40;
 
 // The most empty arrays the nested layout writes for a tensor without elements.
 constexpr std::size_t kMaxEmptyArrays = std::size_t{1} << 24;
+// Elements a thread formats at a time when a large tensor is written in parallel.
+constexpr std::size_t kParallelBlockElements = std::size_t{1} << 18;
 
 constexpr std::size_t kUnknown = std::numeric_limits<std::size_t>::max();
 
@@ -1110,8 +1114,10 @@ public:
     void put(std::string_view text) {
         if (text.size() > kWriteChunk - size_) {
             flush();
-            if (text.size() > kWriteChunk) {
-                sink_.write(text);
+            if (text.size() > kWriteChunk) {  // straight through, still in chunks
+                for (std::size_t at = 0; at < text.size(); at += kWriteChunk) {
+                    sink_.write(text.data() + at, std::min(kWriteChunk, text.size() - at));
+                }
                 return;
             }
         }
@@ -1432,28 +1438,60 @@ void write_nested(ChunkWriter& writer, const T* data, const Shape& shape, bool m
         }
         rows *= shape[d];
     }
-    std::vector<std::size_t> index(rank);  // an odometer over the outer dimensions
-    put_repeated(writer, '[', rank);
-    for (std::size_t row = 0; row < rows; ++row) {
-        if (row > 0) {
-            std::size_t levels = 1;  // the row itself and every outer level that wrapped
-            for (std::size_t d = rank - 1; d-- > 0;) {
-                if (++index[d] < shape[d]) break;
-                index[d] = 0;
-                ++levels;
-            }
-            put_repeated(writer, ']', levels);
-            writer.put(", ");
-            put_repeated(writer, '[', levels);
+    // Rows [first, last) with the brackets between them; the odometer starts at the
+    // index of row first − 1, whose brackets the previous block wrote.
+    auto format_rows = [&](ChunkWriter& out_writer, std::size_t first, std::size_t last) {
+        std::vector<std::size_t> index(rank);  // an odometer over the outer dimensions
+        for (std::size_t d = rank - 1, rest = first == 0 ? 0 : first - 1; d-- > 0;) {
+            index[d] = rest % shape[d];
+            rest /= shape[d];
         }
-        const T* values = data + row * row_length;
-        for (std::size_t i = 0; i < row_length; ++i) {
-            char* out = writer.reserve(kMaxElementText + 2);
-            if (i > 0) {
-                *out++ = ',';
-                *out++ = ' ';
+        for (std::size_t row = first; row < last; ++row) {
+            if (row > 0) {
+                std::size_t levels = 1;  // the row itself and every outer level that wrapped
+                for (std::size_t d = rank - 1; d-- > 0;) {
+                    if (++index[d] < shape[d]) break;
+                    index[d] = 0;
+                    ++levels;
+                }
+                put_repeated(out_writer, ']', levels);
+                out_writer.put(", ");
+                put_repeated(out_writer, '[', levels);
             }
-            writer.commit(format_element(out, values[i], mark_float));
+            const T* values = data + row * row_length;
+            for (std::size_t i = 0; i < row_length; ++i) {
+                char* out = out_writer.reserve(kMaxElementText + 2);
+                if (i > 0) {
+                    *out++ = ',';
+                    *out++ = ' ';
+                }
+                out_writer.commit(format_element(out, values[i], mark_float));
+            }
+        }
+    };
+    put_repeated(writer, '[', rank);
+    // Formatting numbers is nearly all the cost: blocks of rows are formatted on every
+    // core, a wave of blocks at a time (memory stays bounded), and written in order.
+    const std::size_t block_rows = std::max<std::size_t>(1, kParallelBlockElements / std::max<std::size_t>(1, row_length));
+    const std::size_t blocks = (rows + block_rows - 1) / block_rows;
+    const int threads = blocks > 1 ? omp_get_max_threads() : 1;
+    if (threads <= 1) {
+        format_rows(writer, 0, rows);
+    } else {
+        std::vector<StringSink> parts(static_cast<std::size_t>(threads));
+        for (std::size_t wave = 0; wave < blocks; wave += parts.size()) {
+            const std::size_t wave_blocks = std::min(parts.size(), blocks - wave);
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+            for (std::size_t k = 0; k < wave_blocks; ++k) {
+                const std::size_t first = (wave + k) * block_rows;
+                StringSink& part = parts[k];
+                part = StringSink();
+                ChunkWriter block_writer(part);
+                format_rows(block_writer, first, std::min(rows, first + block_rows));
+                block_writer.flush();
+            }
+            writer.flush();
+            for (std::size_t k = 0; k < wave_blocks; ++k) writer.put(parts[k].bytes());
         }
     }
     put_repeated(writer, ']', rank);
