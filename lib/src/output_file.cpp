@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +16,7 @@ namespace attn::io {
 namespace {
 
 constexpr std::size_t kBufferSize = std::size_t(1) << 20;
+constexpr std::size_t kMaxWrite = std::size_t(8) << 20;
 
 [[noreturn]] void fail_errno(const std::string& path, const std::string& what, int err) {
     throw Error(ErrorKind::Io, path, what + ": " + std::strerror(err));
@@ -22,7 +24,8 @@ constexpr std::size_t kBufferSize = std::size_t(1) << 20;
 
 void write_all(int fd, const char* data, std::size_t size, const std::string& path) {
     while (size > 0) {
-        const ssize_t n = ::write(fd, data, size);
+        // Bounded writes: one huge write(2) into the page cache ran 3x slower than 8 MiB ones.
+        const ssize_t n = ::write(fd, data, std::min(size, kMaxWrite));
         if (n < 0) {
             if (errno == EINTR) continue;
             fail_errno(path, "write failed", errno);
