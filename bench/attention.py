@@ -18,16 +18,9 @@ import time
 
 import numpy as np
 
+from timing import best
+
 CONFIGS = [(1, 8, 4096, 64), (8, 12, 512, 64), (1, 1, 16384, 64)]
-
-
-def best(runs, f):
-    t = []
-    for _ in range(runs):
-        s = time.perf_counter()
-        f()
-        t.append(time.perf_counter() - s)
-    return min(t)
 
 
 def sgemm_gflops():

@@ -8,18 +8,10 @@ usage: bench/io_peers.py [DIR] [RUNS]
 import json
 import os
 import sys
-import time
 
 import numpy as np
 
-
-def best(runs, f):
-    t = []
-    for _ in range(runs):
-        s = time.perf_counter()
-        f()
-        t.append(time.perf_counter() - s)
-    return min(t)
+from timing import best
 
 
 def main():

@@ -24,8 +24,6 @@ using attn::test::member;
 
 std::string fixture(const std::string& file) { return attn::test::fixture("npz/" + file); }
 
-// The message of the attn::Error that `f` throws, after checking its kind.
-
 const std::vector<std::string> kSavezNames = {"f32", "f64",    "i64",   "u8",      "mask",
                                               "f16", "scalar", "empty", "fortran", "big_endian"};
 
