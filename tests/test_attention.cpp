@@ -33,10 +33,14 @@ Run run(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOption
     return r;
 }
 
-// Both implementations, checked against each other; returns the fast one's result.
+// Both implementations, checked against each other; returns the fast one's result. The
+// fast kernel runs twice: with sinks (whole rows, exact weights) and without (the flash
+// form, online softmax over key tiles).
 Run run_both(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options, double tol = 2e-5) {
     Run fast = run(q, k, v, options);
     Run ref = run(q, k, v, options, true);
+    const Tensor flash = scaled_dot_product_attention(q, k, v, options);
+    CHECK(test::max_abs_diff(flash, ref.output) <= tol);
     CHECK(test::max_abs_diff(fast.output, ref.output) <= tol);
     CHECK(test::max_abs_diff(fast.weights, ref.weights) <= tol);
     CHECK(test::max_abs_diff(fast.logits, ref.logits) <= tol * 10);
@@ -219,11 +223,32 @@ TEST_CASE("sdpa: huge logits stay finite and correct") {
 }
 
 TEST_CASE("sdpa: NaN inputs propagate as in PyTorch") {
-    xt::xarray<float> q = {{1.0f, std::numeric_limits<float>::quiet_NaN()}, {1.0f, 0.0f}};
-    const Tensor k = normal({3, 2}, 29);
-    const Tensor out = scaled_dot_product_attention(Tensor(q), k, k, {});
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const float inf = std::numeric_limits<float>::infinity();
+    xt::xarray<float> q = {{1.0f, nan}, {1.0f, 0.0f}, {inf, 0.0f}};
+    const Tensor k = normal({300, 2}, 29);  // two key tiles
+    for (bool sinks : {false, true}) {
+        CAPTURE(sinks);
+        TensorScoreSink weights;
+        const Tensor out = scaled_dot_product_attention(Tensor(q), k, k, {}, sinks ? &weights : nullptr);
+        const auto& o = out.values<float>();
+        CHECK(std::isnan(o(0, 0)));
+        CHECK(std::isnan(o(0, 1)));
+        CHECK(std::isfinite(o(1, 0)));
+        CHECK(std::isnan(o(2, 0)));  // ±inf logits: inf − inf in the softmax
+    }
+    // A NaN among keys a mask hides elsewhere still poisons its own row only.
+    xt::xarray<float> kn = normal({300, 2}, 30).values<float>();
+    kn(299, 0) = nan;
+    xt::xarray<float> q2 = normal({2, 2}, 31).values<float>();
+    AttentionOptions o;
+    o.key_lengths = {300};
+    const Tensor out = scaled_dot_product_attention(Tensor(q2), Tensor(kn), Tensor(kn), o);
     CHECK(std::isnan(out.values<float>()(0, 0)));
-    CHECK(std::isfinite(out.values<float>()(1, 0)));
+    CHECK(std::isnan(out.values<float>()(1, 1)));
+    o.key_lengths = {299};  // the NaN key is not visible: finite
+    const Tensor hidden = scaled_dot_product_attention(Tensor(q2), Tensor(kn), Tensor(kn), o);
+    CHECK(std::isfinite(hidden.values<float>()(0, 0)));
 }
 
 TEST_CASE("sdpa: shape errors name both shapes") {
@@ -264,7 +289,7 @@ TEST_CASE("sdpa: the fast kernel equals the reference across tile edges") {
     const std::size_t sizes[] = {1, 63, 64, 65, 255, 256, 257, 777};
     std::uint64_t seed = 100;
     for (std::size_t l : sizes) {
-        for (std::size_t s : {std::size_t(1), std::size_t(64), std::size_t(65), std::size_t(257), std::size_t(777)}) {
+        for (std::size_t s : sizes) {
             CAPTURE(l);
             CAPTURE(s);
             const Tensor q = normal({1, 2, l, 16}, ++seed), k = normal({1, 2, s, 16}, ++seed),
@@ -280,6 +305,23 @@ TEST_CASE("sdpa: the fast kernel equals the reference across tile edges") {
                 o.mask = Tensor(mask);
             }
             run_both(q, k, v, o);
+        }
+    }
+}
+
+TEST_CASE("sdpa: the fast kernel equals the reference for head sizes across vector widths") {
+    // E is the products' inner size (any); Ev is split into SIMD vectors and a remainder.
+    std::uint64_t seed = 400;
+    for (std::size_t e : {1, 3, 16, 64, 65}) {
+        for (std::size_t ev : {1, 7, 8, 16, 17, 64, 80}) {
+            CAPTURE(e);
+            CAPTURE(ev);
+            AttentionOptions o;
+            o.causal = seed % 2 ? Causal::TopLeft : Causal::None;
+            seed += 6;
+            run_both(normal({2, 70, e}, seed), normal({2, 300, e}, seed + 1), normal({2, 300, ev}, seed + 2), o);
+            run_both(normal({1, 70, e}, seed + 3, DType::Float64), normal({1, 300, e}, seed + 4, DType::Float64),
+                     normal({1, 300, ev}, seed + 5, DType::Float64), o, 1e-12);
         }
     }
 }

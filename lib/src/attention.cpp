@@ -1,6 +1,7 @@
-// The attention kernel: per (matrix, block of query rows) two BLAS GEMMs with the
-// softmax between them, in one OpenMP parallel region (kernel.md). Only the key columns
-// the causal rule and key lengths leave visible are computed.
+// The attention kernel (kernel.md): one OpenMP parallel region over (matrix, block of
+// query rows); per block register-blocked products on the inputs' own memory with the
+// softmax between them. Only the keys the causal rule and key lengths leave visible to
+// some query of a block are computed.
 // GCC 12 reports false "may be used uninitialized" warnings inside its own AVX-512
 // intrinsics (_mm512_undefined_ps) when xsimd code is inlined here.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -10,6 +11,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -18,6 +20,7 @@
 #include "attn/attention.hpp"
 #include "detail/attention_problem.hpp"
 #include "detail/blas.hpp"
+#include "detail/tile_gemm.hpp"
 
 namespace attn {
 
@@ -52,112 +55,264 @@ Shape attention_output_shape(const Tensor& query, const Tensor& key, const Tenso
 
 namespace {
 
+// Tiles (kernel.md): a task is a block of kQueryBlock query rows of one matrix. Its
+// logits are computed transposed, Sᵀ = K·Qᵀ (keys down, queries across), so that the
+// softmax runs on SIMD vectors of queries with no horizontal reductions, and both
+// products read K and V where they lie (detail/tile_gemm.hpp). Without score sinks it
+// walks the visible keys kKeyBlock at a time with an online softmax: its scratch stays
+// in L2 whatever S is.
 constexpr std::size_t kQueryBlock = 64;
+constexpr std::size_t kKeyBlock = 256;
 
-// Adds the masks to row i of matrix b over columns [0, end) and hides [end, S).
 template <class T>
-void apply_masks(const detail::AttentionProblem<T>& p, std::size_t b, std::size_t i, std::size_t end, T* row) {
+constexpr T kLog2e = T(1.442695040888963407359924681001892137);
+
+// Per-thread scratch, allocated once per call.
+template <class T>
+struct Scratch {
+    std::vector<T> qt;                // the block's queries transposed: E × kQueryBlock, zero-padded
+    std::vector<T> tile;              // Sᵀ: keys × kQueryBlock (kKeyBlock keys, or all S with sinks)
+    std::vector<T> rows;              // with sinks: weights or logits as rows, kQueryBlock × S
+    std::vector<std::size_t> end;     // per query: its visible keys are [0, end)
+    std::vector<T> max, sum, factor;  // online softmax per query (log2 units)
+};
+
+// One task: rows [i0, i0 + rows) of matrix b; keys [0, cols) are visible to some of
+// them and [0, min_end) to all.
+struct Task {
+    std::size_t b = 0, i0 = 0, rows = 0, cols = 0, min_end = 0;
+};
+
+template <class T>
+Task make_task(const detail::AttentionProblem<T>& p, std::size_t index, std::size_t blocks_per_matrix, Scratch<T>& s) {
+    Task t;
+    t.b = index / blocks_per_matrix;
+    t.i0 = (index % blocks_per_matrix) * kQueryBlock;
+    t.rows = std::min(kQueryBlock, p.L - t.i0);
+    t.min_end = p.S;
+    for (std::size_t r = 0; r < t.rows; ++r) {
+        s.end[r] = p.visible_end(t.b, t.i0 + r);
+        t.cols = std::max(t.cols, s.end[r]);
+        t.min_end = std::min(t.min_end, s.end[r]);
+    }
+    return t;
+}
+
+template <class T>
+void pack_queries(const detail::AttentionProblem<T>& p, const Task& t, Scratch<T>& s) {
+    const T* q = p.q->data() + p.q_offset[t.b] + t.i0 * p.E;
+    std::fill(s.qt.begin(), s.qt.end(), T(0));
+    for (std::size_t r = 0; r < t.rows; ++r) {
+        for (std::size_t d = 0; d < p.E; ++d) s.qt[d * kQueryBlock + r] = q[r * p.E + d];
+    }
+}
+
+// Sᵀ(j, ·) for keys j0 + [0, n): the scaled logits times `unit` (1, or log2e for exp2),
+// plus the masks times `unit`, −inf where a query may not see the key.
+template <class T>
+void logits_tile(const detail::AttentionProblem<T>& p, const Task& t, Scratch<T>& s, std::size_t j0, std::size_t n,
+                 T unit) {
+    T* tile = s.tile.data();
+    detail::tile_gemm(n, kQueryBlock, p.E, p.k->data() + p.k_offset[t.b] + j0 * p.E, p.E, std::size_t{1}, s.qt.data(),
+                      kQueryBlock, tile, kQueryBlock, p.scale * unit, false);
     for (const auto& term : p.terms) {
-        const T* m = term.values.data() + term.matrix_offset[b] + i * term.row_stride;
-        if (term.column_stride == 0) {
-            for (std::size_t j = 0; j < end; ++j) row[j] += m[0];
-        } else {
-            for (std::size_t j = 0; j < end; ++j) row[j] += m[j];
+        for (std::size_t r = 0; r < t.rows; ++r) {
+            const T* m = term.values.data() + term.matrix_offset[t.b] + (t.i0 + r) * term.row_stride;
+            for (std::size_t j = 0; j < n; ++j) tile[j * kQueryBlock + r] += m[(j0 + j) * term.column_stride] * unit;
+        }
+    }
+    if (j0 + n > t.min_end) {  // an edge tile of the causal rule or key lengths
+        const T ninf = -std::numeric_limits<T>::infinity();
+        for (std::size_t r = 0; r < t.rows; ++r) {
+            for (std::size_t j = std::max(s.end[r], j0); j < j0 + n; ++j) tile[(j - j0) * kQueryBlock + r] = ninf;
         }
     }
 }
 
-// row[0, end) ← exp(row − max(row)), returning the sum: the unnormalised softmax.
-// A row whose logits are all −inf (no visible key) becomes zeros with sum 0; NaN
-// logits make the whole row and its sum NaN, as in PyTorch.
+// Rows × Ev output block += Pᵀ(keys j0 + [0, n))ᵀ · V(those keys).
 template <class T>
-T exp_row(T* row, std::size_t end) {
+void add_pv(const detail::AttentionProblem<T>& p, const Task& t, const T* pt, std::size_t j0, std::size_t n, T* o,
+            bool accumulate) {
+    detail::tile_gemm(t.rows, p.Ev, n, pt, std::size_t{1}, kQueryBlock, p.v->data() + p.v_offset[t.b] + j0 * p.Ev, p.Ev,
+                      o, p.Ev, T(1), accumulate);
+}
+
+template <class T>
+void scale_row(T* row, std::size_t n, T factor) {
+    for (std::size_t j = 0; j < n; ++j) row[j] *= factor;
+}
+
+// Without sinks: the flash form. Per key tile the logits come in log2 units (scale·log2e
+// is the product's alpha, so exp2 gives the softmax); each query keeps a running max and
+// sum, its output row is rescaled when the max grows, and O += P·V accumulates straight
+// into the output, divided by the sums at the end. Keys past the last visible one are
+// never touched. A NaN logit makes its query's sum, and so its output row, NaN; a query
+// that sees no key keeps sum 0 and gets a zero row.
+template <class T>
+void flash_task(const detail::AttentionProblem<T>& p, const Task& t, T* out, Scratch<T>& s) {
     using Batch = xsimd::batch<T>;
-    constexpr std::size_t kWidth = Batch::size;
+    constexpr std::size_t W = Batch::size;
+    constexpr std::size_t kGroup = std::min<std::size_t>(4, kQueryBlock / W);
+    const Batch ninf(-std::numeric_limits<T>::infinity());
+    T* o = out + (t.b * p.L + t.i0) * p.Ev;
+    std::fill(o, o + t.rows * p.Ev, T(0));
+    std::fill(s.max.begin(), s.max.end(), -std::numeric_limits<T>::infinity());
+    std::fill(s.sum.begin(), s.sum.end(), T(0));
+    pack_queries(p, t, s);
+    for (std::size_t j0 = 0; j0 < t.cols; j0 += kKeyBlock) {
+        const std::size_t n = std::min(kKeyBlock, t.cols - j0);
+        logits_tile(p, t, s, j0, n, kLog2e<T>);
+        T* tile = s.tile.data();
+        // kGroup vectors of queries at a time, walking the tile row by row (sequential).
+        for (std::size_t q = 0; q < kQueryBlock; q += kGroup * W) {
+            Batch tile_max[kGroup], shift[kGroup], sum[kGroup];
+            for (std::size_t g = 0; g < kGroup; ++g) tile_max[g] = ninf;
+            for (std::size_t j = 0; j < n; ++j) {
+                const T* at = tile + j * kQueryBlock + q;
+                for (std::size_t g = 0; g < kGroup; ++g) {
+                    tile_max[g] = xsimd::max(tile_max[g], Batch::load_unaligned(at + g * W));
+                }
+            }
+            for (std::size_t g = 0; g < kGroup; ++g) {
+                const Batch old_max = Batch::load_unaligned(s.max.data() + q + g * W);
+                const Batch new_max = xsimd::max(old_max, tile_max[g]);
+                shift[g] = xsimd::select(new_max == ninf, Batch(T(0)), new_max);
+                new_max.store_unaligned(s.max.data() + q + g * W);
+                xsimd::exp2(old_max - shift[g]).store_unaligned(s.factor.data() + q + g * W);
+                sum[g] = Batch(T(0));
+            }
+            for (std::size_t j = 0; j < n; ++j) {
+                T* at = tile + j * kQueryBlock + q;
+                for (std::size_t g = 0; g < kGroup; ++g) {
+                    const Batch e = xsimd::exp2(Batch::load_unaligned(at + g * W) - shift[g]);
+                    e.store_unaligned(at + g * W);
+                    sum[g] += e;
+                }
+            }
+            for (std::size_t g = 0; g < kGroup; ++g) {
+                T* total = s.sum.data() + q + g * W;
+                (Batch::load_unaligned(total) * Batch::load_unaligned(s.factor.data() + q + g * W) + sum[g])
+                    .store_unaligned(total);
+            }
+        }
+        if (j0 > 0) {
+            for (std::size_t r = 0; r < t.rows; ++r) {
+                if (s.factor[r] != T(1)) scale_row(o + r * p.Ev, p.Ev, s.factor[r]);
+            }
+        }
+        add_pv(p, t, tile, j0, n, o, true);
+    }
+    for (std::size_t r = 0; r < t.rows; ++r) scale_row(o + r * p.Ev, p.Ev, s.sum[r] == T(0) ? T(0) : T(1) / s.sum[r]);
+}
+
+// Sᵀ (keys × kQueryBlock) as rows (kQueryBlock × S) for a sink; keys from cols on get `fill`.
+template <class T>
+void transpose_rows(const Task& t, std::size_t S, const T* tile, T fill, T* rows) {
+    for (std::size_t r = 0; r < t.rows; ++r) {
+        T* row = rows + r * S;
+        for (std::size_t j = 0; j < t.cols; ++j) row[j] = tile[j * kQueryBlock + r];
+        std::fill(row + t.cols, row + S, fill);
+    }
+}
+
+// With sinks the weights are outputs and must be exact: all the task's logits at once
+// (S × kQueryBlock), the softmax normalised by its final sum, handed to the sinks as
+// rows, then O = P·V. Scratch grows with S, not with L·S.
+template <class T>
+void full_rows_task(const detail::AttentionProblem<T>& p, const Task& t, T* out, Scratch<T>& s, ScoreSink* weights,
+                    ScoreSink* logits) {
+    using Batch = xsimd::batch<T>;
+    constexpr std::size_t W = Batch::size;
     const T ninf = -std::numeric_limits<T>::infinity();
-    std::size_t j = 0;
-    Batch batch_max(ninf);
-    for (; j + kWidth <= end; j += kWidth) batch_max = xsimd::max(batch_max, Batch::load_unaligned(row + j));
-    alignas(64) T lanes[kWidth];  // xsimd 8.1 has no horizontal max
-    batch_max.store_aligned(lanes);
-    T max = *std::max_element(lanes, lanes + kWidth);
-    for (; j < end; ++j) max = std::max(max, row[j]);
-    if (max == ninf) {
-        const bool nan = std::any_of(row, row + end, [](T x) { return std::isnan(x); });
-        std::fill(row, row + end, nan ? std::numeric_limits<T>::quiet_NaN() : T(0));
-        return nan ? std::numeric_limits<T>::quiet_NaN() : T(0);
+    T* o = out + (t.b * p.L + t.i0) * p.Ev;
+    pack_queries(p, t, s);
+    logits_tile(p, t, s, 0, t.cols, T(1));
+    T* tile = s.tile.data();
+    if (logits) {
+        transpose_rows(t, p.S, tile, ninf, s.rows.data());
+        logits->write_rows(t.b, t.i0, t.rows, s.rows.data());
     }
-    const Batch batch_shift(max);
-    Batch batch_sum(T(0));
-    for (j = 0; j + kWidth <= end; j += kWidth) {
-        const Batch e = xsimd::exp(Batch::load_unaligned(row + j) - batch_shift);
-        e.store_unaligned(row + j);
-        batch_sum += e;
+    for (std::size_t q = 0; q < kQueryBlock; q += W) {
+        Batch max(ninf);
+        for (std::size_t j = 0; j < t.cols; ++j)
+            max = xsimd::max(max, Batch::load_unaligned(tile + j * kQueryBlock + q));
+        const Batch shift = xsimd::select(max == Batch(ninf), Batch(T(0)), max);
+        Batch sum(T(0));
+        for (std::size_t j = 0; j < t.cols; ++j) {
+            T* at = tile + j * kQueryBlock + q;
+            const Batch e = xsimd::exp(Batch::load_unaligned(at) - shift);
+            e.store_unaligned(at);
+            sum += e;
+        }
+        // Normalising P before P·V (not the output after it) keeps the float32 error at
+        // or below PyTorch's (bench/accuracy.py). A sum of 0 (no key seen) gives zeros.
+        const Batch inverse = xsimd::select(sum == Batch(T(0)), Batch(T(0)), Batch(T(1)) / sum);
+        for (std::size_t j = 0; j < t.cols; ++j) {
+            T* at = tile + j * kQueryBlock + q;
+            (Batch::load_unaligned(at) * inverse).store_unaligned(at);
+        }
     }
-    T sum = xsimd::hadd(batch_sum);
-    for (; j < end; ++j) {
-        row[j] = std::exp(row[j] - max);
-        sum += row[j];
+    if (t.cols == 0) {
+        std::fill(o, o + t.rows * p.Ev, T(0));
+    } else {
+        add_pv(p, t, tile, 0, t.cols, o, false);
     }
-    return sum;
+    if (weights) {
+        transpose_rows(t, p.S, tile, T(0), s.rows.data());
+        weights->write_rows(t.b, t.i0, t.rows, s.rows.data());
+    }
 }
 
-// The factor that normalises a row with this sum: 0 for an all-masked row.
 template <class T>
-T inverse_sum(T sum) {
-    return sum == T(0) ? T(0) : T(1) / sum;
-}
-
-template <class T>
-void run_kernel(const detail::AttentionProblem<T>& p, T* out, ScoreSink* weights, ScoreSink* logits, int threads) {
+void run_kernel(const detail::AttentionProblem<T>& p, T* out, ScoreSink* weights, ScoreSink* logits,
+                const AttentionOptions& options) {
     const std::size_t blocks_per_matrix = (p.L + kQueryBlock - 1) / kQueryBlock;
     const std::size_t tasks = p.batches * blocks_per_matrix;
-    const T ninf = -std::numeric_limits<T>::infinity();
     const bool full_rows = weights != nullptr || logits != nullptr;
+    const int threads = detail::resolve_threads(options.threads);
     detail::BlasSingleThreaded single_threaded_blas;
+    std::atomic<std::size_t> done{0};
+    std::atomic<bool> failed{false};
     std::exception_ptr failure;
+    auto fail = [&] {
+#pragma omp critical(attn_kernel_failure)
+        if (!failure) failure = std::current_exception();
+        failed = true;
+        // Sinks may hold other threads waiting for this task's rows: release them.
+        if (weights) weights->cancel();
+        if (logits) logits->cancel();
+    };
 #pragma omp parallel num_threads(threads)
     {
-        std::vector<T> scores(kQueryBlock * p.S);
-        std::vector<T> raw(logits ? kQueryBlock * p.S : 0);
+        Scratch<T> s;
+        try {
+            s.qt.resize(p.E * kQueryBlock);
+            s.tile.resize((full_rows ? p.S : kKeyBlock) * kQueryBlock);
+            s.rows.resize(full_rows ? kQueryBlock * p.S : 0);
+            s.end.resize(kQueryBlock);
+            for (auto* v : {&s.max, &s.sum, &s.factor}) v->resize(kQueryBlock);
+        } catch (...) {
+            fail();
+        }
 #pragma omp for schedule(dynamic, 1)
-        for (std::size_t task = 0; task < tasks; ++task) {
+        for (std::size_t index = 0; index < tasks; ++index) {
+            if (failed.load(std::memory_order_relaxed)) continue;
             try {
-                const std::size_t b = task / blocks_per_matrix;
-                const std::size_t i0 = (task % blocks_per_matrix) * kQueryBlock;
-                const std::size_t rows = std::min(kQueryBlock, p.L - i0);
-                // Rows see growing prefixes of the keys: the last row's end bounds them all.
-                std::size_t cols = 0;
-                for (std::size_t r = 0; r < rows; ++r) cols = std::max(cols, p.visible_end(b, i0 + r));
-                const std::size_t ld = full_rows ? p.S : std::max<std::size_t>(cols, 1);
-                T* o = out + (b * p.L + i0) * p.Ev;
-                detail::gemm(false, true, rows, cols, p.E, p.scale, p.q->data() + p.q_offset[b] + i0 * p.E, p.E,
-                             p.k->data() + p.k_offset[b], p.E, T(0), scores.data(), ld);
-                for (std::size_t r = 0; r < rows; ++r) {
-                    T* row = scores.data() + r * ld;
-                    const std::size_t end = p.visible_end(b, i0 + r);
-                    apply_masks(p, b, i0 + r, end, row);
-                    if (logits) {
-                        std::copy(row, row + end, raw.data() + r * p.S);
-                        std::fill(raw.data() + r * p.S + end, raw.data() + (r + 1) * p.S, ninf);
-                    }
-                    // Normalising P before P·V (not the output after it) keeps the float32
-                    // error at or below PyTorch's (bench/accuracy.py).
-                    const T inverse = inverse_sum(exp_row(row, end));
-                    for (std::size_t j = 0; j < end; ++j) row[j] *= inverse;
-                    std::fill(row + end, row + (full_rows ? p.S : cols), T(0));
+                const Task t = make_task(p, index, blocks_per_matrix, s);
+                if (full_rows) {
+                    full_rows_task(p, t, out, s, weights, logits);
+                } else {
+                    flash_task(p, t, out, s);
                 }
-                detail::gemm(false, false, rows, p.Ev, cols, T(1), scores.data(), ld, p.v->data() + p.v_offset[b], p.Ev,
-                             T(0), o, p.Ev);
-                if (logits) logits->write_rows(b, i0, rows, raw.data());
-                if (weights) weights->write_rows(b, i0, rows, scores.data());
+                const std::size_t now = done.fetch_add(1, std::memory_order_relaxed) + 1;
+                if (options.progress && omp_get_thread_num() == 0) options.progress(now, tasks);
             } catch (...) {
-#pragma omp critical(attn_kernel_failure)
-                if (!failure) failure = std::current_exception();
+                fail();
             }
         }
     }
     if (failure) std::rethrow_exception(failure);
+    if (options.progress) options.progress(tasks, tasks);
 }
 
 template <class T>
@@ -167,7 +322,7 @@ Tensor attend(const Tensor& query, const Tensor& key, const Tensor& value, const
     xt::xarray<T> out = xt::xarray<T>::from_shape(p.output_shape());
     if (weights) weights->begin(dtype_of<T>::value, p.score_shape());
     if (logits) logits->begin(dtype_of<T>::value, p.score_shape());
-    run_kernel(p, out.data(), weights, logits, detail::resolve_threads(options.threads));
+    run_kernel(p, out.data(), weights, logits, options);
     return Tensor(std::move(out));
 }
 

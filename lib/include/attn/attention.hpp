@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -39,6 +40,9 @@ struct AttentionOptions {
     std::vector<std::size_t> key_lengths;    // valid keys per index of the first batch dim (one value: all)
     Precision precision = Precision::Auto;
     int threads = 0;  // worker threads; 0 = all cores
+    // Called now and then from one worker thread with the blocks of query rows done so far
+    // and their total (for a progress bar); last with done == total. Must not throw.
+    std::function<void(std::size_t done, std::size_t total)> progress;
 };
 
 // Receives weights or logits of shape (batch…, L, S) in blocks of whole rows. Calls may
@@ -52,6 +56,9 @@ public:
     // index over batch…), each `S` values, contiguous.
     virtual void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const float* values) = 0;
     virtual void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const double* values) = 0;
+    // The computation failed and some blocks will never come: a sink that makes calls
+    // wait for earlier rows must release them (they may throw). Called from any thread.
+    virtual void cancel() noexcept {}
 };
 
 // A ScoreSink that collects everything into one tensor.

@@ -15,8 +15,9 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
 // The number of threads worker code should use: `requested`, or all cores when 0.
 int resolve_threads(int requested);
 
-// While alive, BLAS runs single-threaded, as it must inside our own parallel region.
-// OpenBLAS's OpenMP build already does this; its pthread build would oversubscribe.
+// While alive, BLAS runs single-threaded, as it must inside our own parallel regions
+// (open them with an explicit num_threads clause). Without it OpenBLAS's pthread build
+// oversubscribes, and its OpenMP build forks inside a one-thread region.
 class BlasSingleThreaded {
 public:
     BlasSingleThreaded();
@@ -25,7 +26,8 @@ public:
     BlasSingleThreaded& operator=(const BlasSingleThreaded&) = delete;
 
 private:
-    int saved_ = 0;
+    int saved_omp_;
+    int saved_blas_ = 0;
 };
 
 // While alive, BLAS calls made outside our parallel regions (the projections of mha) use
