@@ -1,6 +1,5 @@
 // attn-cli sdpa: scaled dot-product attention (shared/spec/cli.md, "attn-cli sdpa").
 #include <memory>
-#include <optional>
 
 #include "commands.hpp"
 #include "common.hpp"
@@ -19,15 +18,14 @@ void run_sdpa(const SdpaFlags& f) {
     AttentionOptions options = attention_options(f.attention);
     if (f.scale_option->count() > 0) options.scale = f.scale;
 
-    std::optional<TensorScoreSink> weights, logits;
-    if (!f.attention.scores.empty()) weights.emplace();
-    if (!f.attention.logits.empty()) logits.emplace();
-    const Tensor output = scaled_dot_product_attention(inputs.query(), inputs.key(), inputs.value(), options,
-                                                       weights ? &*weights : nullptr, logits ? &*logits : nullptr);
-    std::vector<std::pair<std::string, const Tensor*>> outputs{{f.attention.output, &output}};
-    if (weights) outputs.emplace_back(f.attention.scores, &weights->tensor());
-    if (logits) outputs.emplace_back(f.attention.logits, &logits->tensor());
-    write_outputs(outputs, f.attention.out);
+    // Declared in standard-output order: output, weights, logits.
+    OutputSet outputs(f.attention.out);
+    Tensor output;
+    outputs.add(f.attention.output, output);
+    ScoreSink* weights = f.attention.scores.empty() ? nullptr : outputs.add_scores(f.attention.scores);
+    ScoreSink* logits = f.attention.logits.empty() ? nullptr : outputs.add_scores(f.attention.logits);
+    output = scaled_dot_product_attention(inputs.query(), inputs.key(), inputs.value(), options, weights, logits);
+    outputs.commit();
 }
 
 }  // namespace

@@ -21,23 +21,70 @@ io::WriteOptions write_options(const OutputFlags& flags) {
     return options;
 }
 
+struct OutputSet::Output {
+    std::string path;
+    const Tensor* tensor = nullptr;            // given whole
+    std::optional<TensorScoreSink> collected;  // scores held until commit
+    std::unique_ptr<io::OutputFile> file;      // the staged file (none for "-" until commit)
+    std::optional<StreamingScoreWriter> stream;
+};
+
+OutputSet::OutputSet(const OutputFlags& flags) : options_(write_options(flags)) {}
+
+OutputSet::~OutputSet() = default;
+
+void OutputSet::add(const std::string& path, const Tensor& tensor) {
+    auto out = std::make_unique<Output>();
+    out->path = path;
+    out->tensor = &tensor;
+    io::output_format(path, options_);  // a bad name fails now, before any work
+    outputs_.push_back(std::move(out));
+}
+
+ScoreSink* OutputSet::add_scores(const std::string& path) {
+    auto out = std::make_unique<Output>();
+    out->path = path;
+    const io::Format format = io::output_format(path, options_);
+    if (path != "-" && StreamingScoreWriter::streams(format)) {
+        out->file = std::make_unique<io::OutputFile>(path);
+        out->stream.emplace(*out->file, format, options_.json_layout, path);
+    } else {
+        out->collected.emplace();
+    }
+    outputs_.push_back(std::move(out));
+    Output& added = *outputs_.back();
+    return added.stream ? static_cast<ScoreSink*>(&*added.stream) : &*added.collected;
+}
+
+void OutputSet::commit() {
+    // Files first (staged, not yet visible), then standard output, then every rename.
+    auto encode = [&](Output& out, io::ByteSink& sink) {
+        const Tensor& tensor = out.tensor ? *out.tensor : out.collected->tensor();
+        io::encode_tensor(tensor, io::output_format(out.path, options_), sink, options_);
+    };
+    for (auto& out : outputs_) {
+        if (out->stream) {
+            out->stream->finish();
+        } else if (out->path != "-") {
+            out->file = std::make_unique<io::OutputFile>(out->path);
+            encode(*out, *out->file);
+        }
+    }
+    for (auto& out : outputs_) {
+        if (out->path != "-") continue;
+        io::OutputFile stdout_file(out->path);
+        encode(*out, stdout_file);
+        stdout_file.commit();
+    }
+    for (auto& out : outputs_) {
+        if (out->file) out->file->commit();
+    }
+}
+
 void write_outputs(const std::vector<std::pair<std::string, const Tensor*>>& outputs, const OutputFlags& flags) {
-    const io::WriteOptions options = write_options(flags);
-    // Files are staged first and committed last, so a failure anywhere (standard output
-    // included) leaves none of them; what went to standard output cannot be taken back.
-    std::vector<std::unique_ptr<io::OutputFile>> files;
-    for (const auto& [path, tensor] : outputs) {
-        if (path == "-") continue;
-        files.push_back(std::make_unique<io::OutputFile>(path));
-        io::encode_tensor(*tensor, io::output_format(path, options), *files.back(), options);
-    }
-    for (const auto& [path, tensor] : outputs) {
-        if (path != "-") continue;
-        io::OutputFile out(path);
-        io::encode_tensor(*tensor, io::output_format(path, options), out, options);
-        out.commit();
-    }
-    for (auto& file : files) file->commit();
+    OutputSet set(flags);
+    for (const auto& [path, tensor] : outputs) set.add(path, *tensor);
+    set.commit();
 }
 
 namespace {

@@ -2,6 +2,7 @@
 // writing a group of outputs all-or-nothing. No arithmetic here (style.md).
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -11,6 +12,7 @@
 
 #include "attn/attention.hpp"
 #include "attn/io.hpp"
+#include "attn/score_writer.hpp"
 #include "attn/tensor.hpp"
 
 namespace attn::cli {
@@ -23,8 +25,31 @@ struct OutputFlags {
 void add_output_flags(CLI::App& app, OutputFlags& flags);
 io::WriteOptions write_options(const OutputFlags& flags);
 
-// Writes each (OUT, tensor) pair; every file appears only if all could be written, and
-// "-" outputs go to standard output in the order given.
+// The outputs of one run, all or nothing: every file is written to a temporary file and
+// they all appear, by commit(), only if all could be written; "-" outputs go to standard
+// output at commit(), in the order they were added (what went there cannot be undone).
+class OutputSet {
+public:
+    explicit OutputSet(const OutputFlags& flags);
+    ~OutputSet();  // uncommitted files are removed
+    OutputSet(const OutputSet&) = delete;
+    OutputSet& operator=(const OutputSet&) = delete;
+
+    // An output whose tensor is given whole.
+    void add(const std::string& path, const Tensor& tensor);
+    // An output filled by the kernel (weights or logits), before the computation. A file
+    // in .npy or JSON streams as the rows come, so it is never held whole; standard output
+    // and archives are collected and written at commit().
+    ScoreSink* add_scores(const std::string& path);
+    void commit();
+
+private:
+    struct Output;
+    const io::WriteOptions options_;
+    std::vector<std::unique_ptr<Output>> outputs_;
+};
+
+// Writes each (OUT, tensor) pair through an OutputSet.
 void write_outputs(const std::vector<std::pair<std::string, const Tensor*>>& outputs, const OutputFlags& flags);
 
 // The flags sdpa and mha share: inputs, outputs, masks, precision and threads.

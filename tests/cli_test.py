@@ -270,6 +270,51 @@ class CliTest(unittest.TestCase):
         self.assertEqual(json.loads(docs[0])["shape"], [2, 5, 64])
         self.assertEqual(json.loads(docs[1])["shape"], [2, 5, 5])
 
+    def test_streamed_scores_equal_collected_ones(self):
+        # Files in .npy or JSON are written block by block while the kernel runs; standard
+        # output and archives are collected whole. Both must give the same bytes.
+        q = self.path("q.npy")
+        rng = np.random.default_rng(5)
+        x = rng.standard_normal((2, 3, 130, 16), dtype=np.float32)
+        np.save(q, x)
+        for layout in ("object", "nested"):
+            for name, flag in (("w", "-s"), ("l", "--logits")):
+                streamed = self.path(f"{name}.json")
+                p = run("sdpa", "-q", q, "--causal", "--threads", "2", "-o", self.path("o.npy"), flag, streamed,
+                        "--json-layout", layout)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                whole = run("sdpa", "-q", q, "--causal", "-o", self.path("o.npy"), flag, "-", "--json-layout", layout)
+                self.assertEqual(whole.returncode, 0, whole.stderr)
+                with open(streamed, "rb") as f:
+                    self.assertEqual(f.read(), whole.stdout, f"{name} {layout}")
+        w = self.path("w.npy")
+        p = run("sdpa", "-q", q, "--causal", "-o", self.path("o.npy"), "-s", w, "--logits", self.path("l.npz"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        allowed = np.tril(np.ones((130, 130), bool))
+        _, ref = sdpa_reference(x, x, x, allowed)
+        np.testing.assert_allclose(np.load(w), ref, atol=2e-6)
+        logits = np.where(allowed, x @ np.swapaxes(x, -1, -2) / 4, -np.inf)
+        np.testing.assert_allclose(np.load(self.path("l.npz"))["arr_0"], logits, rtol=1e-5, atol=1e-5)
+        whole = run("sdpa", "-q", q, "--causal", "-o", self.path("o.npy"), "-s", "-", "--format", "npy")
+        with open(w, "rb") as f:
+            self.assertEqual(f.read(), whole.stdout)
+
+    def test_streamed_scores_on_a_full_disk_leave_nothing(self):
+        mount = self.path("small")
+        os.mkdir(mount)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mount], capture_output=True).returncode:
+            self.skipTest("cannot mount a tmpfs here (needs root)")
+        try:
+            q = self.path("q.npy")
+            np.save(q, np.random.default_rng(6).standard_normal((1, 4, 512, 8), dtype=np.float32))
+            for out in ("w.npy", "w.json"):  # 4 MiB of weights (more as JSON) into 1 MiB
+                p = run("sdpa", "-q", q, "--threads", "2", "-o", self.path("o.npy"), "-s", os.path.join(mount, out))
+                self.assert_error(p, 1, os.path.join(mount, out), "No space left on device")
+                self.assertEqual(os.listdir(mount), [])
+                self.assertFalse(os.path.exists(self.path("o.npy")))
+        finally:
+            subprocess.run(["umount", mount], check=True)
+
     def test_random_equals_torch_rand_values(self):
         # torch.manual_seed(0); torch.rand(2, 3) (PyTorch 1.13 and 2.x)
         p = run("random", "--shape", "2,3", "--seed", "0")

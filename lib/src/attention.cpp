@@ -70,11 +70,12 @@ constexpr T kLog2e = T(1.442695040888963407359924681001892137);
 // Per-thread scratch, allocated once per call.
 template <class T>
 struct Scratch {
-    std::vector<T> qt;                // the block's queries transposed: E × kQueryBlock, zero-padded
-    std::vector<T> tile;              // Sᵀ: keys × kQueryBlock (kKeyBlock keys, or all S with sinks)
-    std::vector<T> rows;              // with sinks: weights or logits as rows, kQueryBlock × S
+    std::vector<T> qt;           // the block's queries transposed: E × kQueryBlock, zero-padded
+    std::vector<T> tile;         // Sᵀ for kKeyBlock keys: kKeyBlock × kQueryBlock
+    std::vector<T> weight_rows;  // for the sinks, as rows: kQueryBlock × S each
+    std::vector<T> logit_rows;
     std::vector<std::size_t> end;     // per query: its visible keys are [0, end)
-    std::vector<T> max, sum, factor;  // online softmax per query (log2 units)
+    std::vector<T> max, sum, factor;  // online softmax per query
 };
 
 // One task: rows [i0, i0 + rows) of matrix b; keys [0, cols) are visible to some of
@@ -142,82 +143,108 @@ void scale_row(T* row, std::size_t n, T factor) {
     for (std::size_t j = 0; j < n; ++j) row[j] *= factor;
 }
 
-// Without sinks: the flash form. Per key tile the logits come in log2 units (scale·log2e
-// is the product's alpha, so exp2 gives the softmax); each query keeps a running max and
-// sum, its output row is rescaled when the max grows, and O += P·V accumulates straight
-// into the output, divided by the sums at the end. Keys past the last visible one are
-// never touched. A NaN logit makes its query's sum, and so its output row, NaN; a query
-// that sees no key keeps sum 0 and gets a zero row.
-template <class T>
-void flash_task(const detail::AttentionProblem<T>& p, const Task& t, T* out, Scratch<T>& s) {
+// exp, or exp2 for logits in log2 units.
+template <bool Base2, class Batch>
+Batch exp_of(const Batch& x) {
+    if constexpr (Base2) {
+        return xsimd::exp2(x);
+    } else {
+        return xsimd::exp(x);
+    }
+}
+
+// One key tile (n rows of Sᵀ) of the online softmax: per query, the running max grows to
+// cover the tile, `factor` = exp(old max − new max) is what earlier sums (and outputs)
+// must be scaled by, and the sum gains the tile's exp(logit − max); with Store the tile
+// keeps those exps. A query that has seen no key keeps max −inf and sum 0 (its exps are
+// taken against 0, so they are 0); a NaN logit makes its query's sum NaN, whatever max
+// makes of it, since exp(NaN − ·) is NaN; +inf gives inf − inf, NaN too, as in PyTorch.
+template <bool Base2, bool Store, class T>
+void online_softmax(std::size_t n, Scratch<T>& s) {
     using Batch = xsimd::batch<T>;
     constexpr std::size_t W = Batch::size;
     constexpr std::size_t kGroup = std::min<std::size_t>(4, kQueryBlock / W);
     const Batch ninf(-std::numeric_limits<T>::infinity());
-    T* o = out + (t.b * p.L + t.i0) * p.Ev;
-    std::fill(o, o + t.rows * p.Ev, T(0));
+    T* tile = s.tile.data();
+    // kGroup vectors of queries at a time, walking the tile row by row (sequential).
+    for (std::size_t q = 0; q < kQueryBlock; q += kGroup * W) {
+        Batch tile_max[kGroup], shift[kGroup], sum[kGroup];
+        for (std::size_t g = 0; g < kGroup; ++g) tile_max[g] = ninf;
+        for (std::size_t j = 0; j < n; ++j) {
+            const T* at = tile + j * kQueryBlock + q;
+            for (std::size_t g = 0; g < kGroup; ++g)
+                tile_max[g] = xsimd::max(tile_max[g], Batch::load_unaligned(at + g * W));
+        }
+        for (std::size_t g = 0; g < kGroup; ++g) {
+            const Batch old_max = Batch::load_unaligned(s.max.data() + q + g * W);
+            const Batch new_max = xsimd::max(old_max, tile_max[g]);
+            shift[g] = xsimd::select(new_max == ninf, Batch(T(0)), new_max);
+            new_max.store_unaligned(s.max.data() + q + g * W);
+            exp_of<Base2>(old_max - shift[g]).store_unaligned(s.factor.data() + q + g * W);
+            sum[g] = Batch(T(0));
+        }
+        for (std::size_t j = 0; j < n; ++j) {
+            T* at = tile + j * kQueryBlock + q;
+            for (std::size_t g = 0; g < kGroup; ++g) {
+                const Batch e = exp_of<Base2>(Batch::load_unaligned(at + g * W) - shift[g]);
+                if constexpr (Store) e.store_unaligned(at + g * W);
+                sum[g] += e;
+            }
+        }
+        for (std::size_t g = 0; g < kGroup; ++g) {
+            T* total = s.sum.data() + q + g * W;
+            (Batch::load_unaligned(total) * Batch::load_unaligned(s.factor.data() + q + g * W) + sum[g])
+                .store_unaligned(total);
+        }
+    }
+}
+
+template <class T>
+void reset_softmax(Scratch<T>& s) {
     std::fill(s.max.begin(), s.max.end(), -std::numeric_limits<T>::infinity());
     std::fill(s.sum.begin(), s.sum.end(), T(0));
+}
+
+// Without sinks: the flash form. Per key tile the logits come in log2 units (scale·log2e
+// is the product's alpha, so exp2 gives the softmax), the online softmax updates each
+// query's max and sum, its output row is rescaled when the max grew, and O += P·V
+// accumulates straight into the output, divided by the sums at the end (0 for a query
+// that saw no key: a zero row). Keys past the last visible one are never touched.
+template <class T>
+void flash_task(const detail::AttentionProblem<T>& p, const Task& t, T* out, Scratch<T>& s) {
+    T* o = out + (t.b * p.L + t.i0) * p.Ev;
+    std::fill(o, o + t.rows * p.Ev, T(0));
+    reset_softmax(s);
     pack_queries(p, t, s);
     for (std::size_t j0 = 0; j0 < t.cols; j0 += kKeyBlock) {
         const std::size_t n = std::min(kKeyBlock, t.cols - j0);
         logits_tile(p, t, s, j0, n, kLog2e<T>);
-        T* tile = s.tile.data();
-        // kGroup vectors of queries at a time, walking the tile row by row (sequential).
-        for (std::size_t q = 0; q < kQueryBlock; q += kGroup * W) {
-            Batch tile_max[kGroup], shift[kGroup], sum[kGroup];
-            for (std::size_t g = 0; g < kGroup; ++g) tile_max[g] = ninf;
-            for (std::size_t j = 0; j < n; ++j) {
-                const T* at = tile + j * kQueryBlock + q;
-                for (std::size_t g = 0; g < kGroup; ++g) {
-                    tile_max[g] = xsimd::max(tile_max[g], Batch::load_unaligned(at + g * W));
-                }
-            }
-            for (std::size_t g = 0; g < kGroup; ++g) {
-                const Batch old_max = Batch::load_unaligned(s.max.data() + q + g * W);
-                const Batch new_max = xsimd::max(old_max, tile_max[g]);
-                shift[g] = xsimd::select(new_max == ninf, Batch(T(0)), new_max);
-                new_max.store_unaligned(s.max.data() + q + g * W);
-                xsimd::exp2(old_max - shift[g]).store_unaligned(s.factor.data() + q + g * W);
-                sum[g] = Batch(T(0));
-            }
-            for (std::size_t j = 0; j < n; ++j) {
-                T* at = tile + j * kQueryBlock + q;
-                for (std::size_t g = 0; g < kGroup; ++g) {
-                    const Batch e = xsimd::exp2(Batch::load_unaligned(at + g * W) - shift[g]);
-                    e.store_unaligned(at + g * W);
-                    sum[g] += e;
-                }
-            }
-            for (std::size_t g = 0; g < kGroup; ++g) {
-                T* total = s.sum.data() + q + g * W;
-                (Batch::load_unaligned(total) * Batch::load_unaligned(s.factor.data() + q + g * W) + sum[g])
-                    .store_unaligned(total);
-            }
-        }
+        online_softmax<true, true>(n, s);
         if (j0 > 0) {
             for (std::size_t r = 0; r < t.rows; ++r) {
                 if (s.factor[r] != T(1)) scale_row(o + r * p.Ev, p.Ev, s.factor[r]);
             }
         }
-        add_pv(p, t, tile, j0, n, o, true);
+        add_pv(p, t, s.tile.data(), j0, n, o, true);
     }
     for (std::size_t r = 0; r < t.rows; ++r) scale_row(o + r * p.Ev, p.Ev, s.sum[r] == T(0) ? T(0) : T(1) / s.sum[r]);
 }
 
-// Sᵀ (keys × kQueryBlock) as rows (kQueryBlock × S) for a sink; keys from cols on get `fill`.
+// Columns [j0, j0 + n) of the task's rows (kQueryBlock × S) from a tile of Sᵀ.
 template <class T>
-void transpose_rows(const Task& t, std::size_t S, const T* tile, T fill, T* rows) {
+void tile_to_rows(const Task& t, std::size_t S, const T* tile, std::size_t j0, std::size_t n, T* rows) {
     for (std::size_t r = 0; r < t.rows; ++r) {
-        T* row = rows + r * S;
-        for (std::size_t j = 0; j < t.cols; ++j) row[j] = tile[j * kQueryBlock + r];
-        std::fill(row + t.cols, row + S, fill);
+        T* row = rows + r * S + j0;
+        for (std::size_t j = 0; j < n; ++j) row[j] = tile[j * kQueryBlock + r];
     }
 }
 
-// With sinks the weights are outputs and must be exact: all the task's logits at once
-// (S × kQueryBlock), the softmax normalised by its final sum, handed to the sinks as
-// rows, then O = P·V. Scratch grows with S, not with L·S.
+// With sinks the weights are outputs and must be exact, normalised by each row's final
+// sum: a first pass over the key tiles finds every query's max and sum; the second
+// computes the tiles again, turns them into normalised weights, copies them (and the
+// logits) into rows for the sinks, and adds P·V. Normalising P before P·V, not the
+// output after it, keeps the float32 error at or below PyTorch's (bench/accuracy.py).
+// Scratch is the flash form's plus kQueryBlock × S rows per sink.
 template <class T>
 void full_rows_task(const detail::AttentionProblem<T>& p, const Task& t, T* out, Scratch<T>& s, ScoreSink* weights,
                     ScoreSink* logits) {
@@ -225,42 +252,39 @@ void full_rows_task(const detail::AttentionProblem<T>& p, const Task& t, T* out,
     constexpr std::size_t W = Batch::size;
     const T ninf = -std::numeric_limits<T>::infinity();
     T* o = out + (t.b * p.L + t.i0) * p.Ev;
+    std::fill(o, o + t.rows * p.Ev, T(0));
+    reset_softmax(s);
     pack_queries(p, t, s);
-    logits_tile(p, t, s, 0, t.cols, T(1));
-    T* tile = s.tile.data();
-    if (logits) {
-        transpose_rows(t, p.S, tile, ninf, s.rows.data());
-        logits->write_rows(t.b, t.i0, t.rows, s.rows.data());
+    for (std::size_t j0 = 0; j0 < t.cols; j0 += kKeyBlock) {
+        logits_tile(p, t, s, j0, std::min(kKeyBlock, t.cols - j0), T(1));
+        online_softmax<false, false>(std::min(kKeyBlock, t.cols - j0), s);
     }
-    for (std::size_t q = 0; q < kQueryBlock; q += W) {
-        Batch max(ninf);
-        for (std::size_t j = 0; j < t.cols; ++j)
-            max = xsimd::max(max, Batch::load_unaligned(tile + j * kQueryBlock + q));
-        const Batch shift = xsimd::select(max == Batch(ninf), Batch(T(0)), max);
-        Batch sum(T(0));
-        for (std::size_t j = 0; j < t.cols; ++j) {
-            T* at = tile + j * kQueryBlock + q;
-            const Batch e = xsimd::exp(Batch::load_unaligned(at) - shift);
-            e.store_unaligned(at);
-            sum += e;
+    for (std::size_t q = 0; q < kQueryBlock; q += W) {  // max → the shift, sum → its inverse
+        const Batch max = Batch::load_unaligned(s.max.data() + q), sum = Batch::load_unaligned(s.sum.data() + q);
+        xsimd::select(max == Batch(ninf), Batch(T(0)), max).store_unaligned(s.max.data() + q);
+        xsimd::select(sum == Batch(T(0)), Batch(T(0)), Batch(T(1)) / sum).store_unaligned(s.sum.data() + q);
+    }
+    for (std::size_t j0 = 0; j0 < t.cols; j0 += kKeyBlock) {
+        const std::size_t n = std::min(kKeyBlock, t.cols - j0);
+        logits_tile(p, t, s, j0, n, T(1));
+        T* tile = s.tile.data();
+        if (logits) tile_to_rows(t, p.S, tile, j0, n, s.logit_rows.data());
+        for (std::size_t j = 0; j < n; ++j) {
+            for (std::size_t q = 0; q < kQueryBlock; q += W) {
+                T* at = tile + j * kQueryBlock + q;
+                const Batch x = Batch::load_unaligned(at) - Batch::load_unaligned(s.max.data() + q);
+                (xsimd::exp(x) * Batch::load_unaligned(s.sum.data() + q)).store_unaligned(at);
+            }
         }
-        // Normalising P before P·V (not the output after it) keeps the float32 error at
-        // or below PyTorch's (bench/accuracy.py). A sum of 0 (no key seen) gives zeros.
-        const Batch inverse = xsimd::select(sum == Batch(T(0)), Batch(T(0)), Batch(T(1)) / sum);
-        for (std::size_t j = 0; j < t.cols; ++j) {
-            T* at = tile + j * kQueryBlock + q;
-            (Batch::load_unaligned(at) * inverse).store_unaligned(at);
-        }
+        if (weights) tile_to_rows(t, p.S, tile, j0, n, s.weight_rows.data());
+        add_pv(p, t, tile, j0, n, o, true);
     }
-    if (t.cols == 0) {
-        std::fill(o, o + t.rows * p.Ev, T(0));
-    } else {
-        add_pv(p, t, tile, 0, t.cols, o, false);
+    for (std::size_t r = 0; r < t.rows; ++r) {  // keys no query of the block sees
+        if (logits) std::fill(s.logit_rows.data() + r * p.S + t.cols, s.logit_rows.data() + (r + 1) * p.S, ninf);
+        if (weights) std::fill(s.weight_rows.data() + r * p.S + t.cols, s.weight_rows.data() + (r + 1) * p.S, T(0));
     }
-    if (weights) {
-        transpose_rows(t, p.S, tile, T(0), s.rows.data());
-        weights->write_rows(t.b, t.i0, t.rows, s.rows.data());
-    }
+    if (logits) logits->write_rows(t.b, t.i0, t.rows, s.logit_rows.data());
+    if (weights) weights->write_rows(t.b, t.i0, t.rows, s.weight_rows.data());
 }
 
 template <class T>
@@ -287,8 +311,9 @@ void run_kernel(const detail::AttentionProblem<T>& p, T* out, ScoreSink* weights
         Scratch<T> s;
         try {
             s.qt.resize(p.E * kQueryBlock);
-            s.tile.resize((full_rows ? p.S : kKeyBlock) * kQueryBlock);
-            s.rows.resize(full_rows ? kQueryBlock * p.S : 0);
+            s.tile.resize(kKeyBlock * kQueryBlock);
+            s.weight_rows.resize(weights ? kQueryBlock * p.S : 0);
+            s.logit_rows.resize(logits ? kQueryBlock * p.S : 0);
             s.end.resize(kQueryBlock);
             for (auto* v : {&s.max, &s.sum, &s.factor}) v->resize(kQueryBlock);
         } catch (...) {

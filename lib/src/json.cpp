@@ -36,6 +36,7 @@
 #include "attn/error.hpp"
 #include "attn/io.hpp"
 #include "attn/tensor.hpp"
+#include "detail/json_rows.hpp"
 
 namespace attn::io {
 namespace {
@@ -1410,6 +1411,42 @@ char* format_element(char* out, T value, bool mark_float) {
     }
 }
 
+// Rows [first, last) of a tensor of this shape as nested-array text, with the brackets
+// and separators before each row (none before row 0: the caller opened `rank` levels).
+// `values` holds row `first` onwards; a row is the last dimension of the first `rank`.
+template <class T>
+void format_rows(ChunkWriter& writer, const T* values, const Shape& shape, std::size_t rank, std::size_t first,
+                 std::size_t last, bool mark_float) {
+    const std::size_t row_length = shape[rank - 1];
+    // The odometer starts at the index of row first − 1, whose brackets came before.
+    std::vector<std::size_t> index(rank);  // over the outer dimensions
+    for (std::size_t d = rank - 1, rest = first == 0 ? 0 : first - 1; d-- > 0;) {
+        index[d] = rest % shape[d];
+        rest /= shape[d];
+    }
+    for (std::size_t row = first; row < last; ++row, values += row_length) {
+        if (row > 0) {
+            std::size_t levels = 1;  // the row itself and every outer level that wrapped
+            for (std::size_t d = rank - 1; d-- > 0;) {
+                if (++index[d] < shape[d]) break;
+                index[d] = 0;
+                ++levels;
+            }
+            put_repeated(writer, ']', levels);
+            writer.put(", ");
+            put_repeated(writer, '[', levels);
+        }
+        for (std::size_t i = 0; i < row_length; ++i) {
+            char* out = writer.reserve(kMaxElementText + 2);
+            if (i > 0) {
+                *out++ = ',';
+                *out++ = ' ';
+            }
+            writer.commit(format_element(out, values[i], mark_float));
+        }
+    }
+}
+
 // The data as nested arrays, "[[1, 2], [3, 4]]" (Python's json.dumps separators).
 template <class T>
 void write_nested(ChunkWriter& writer, const T* data, const Shape& shape, bool mark_float) {
@@ -1438,37 +1475,6 @@ void write_nested(ChunkWriter& writer, const T* data, const Shape& shape, bool m
         }
         rows *= shape[d];
     }
-    // Rows [first, last) with the brackets between them; the odometer starts at the
-    // index of row first − 1, whose brackets the previous block wrote.
-    auto format_rows = [&](ChunkWriter& out_writer, std::size_t first, std::size_t last) {
-        std::vector<std::size_t> index(rank);  // an odometer over the outer dimensions
-        for (std::size_t d = rank - 1, rest = first == 0 ? 0 : first - 1; d-- > 0;) {
-            index[d] = rest % shape[d];
-            rest /= shape[d];
-        }
-        for (std::size_t row = first; row < last; ++row) {
-            if (row > 0) {
-                std::size_t levels = 1;  // the row itself and every outer level that wrapped
-                for (std::size_t d = rank - 1; d-- > 0;) {
-                    if (++index[d] < shape[d]) break;
-                    index[d] = 0;
-                    ++levels;
-                }
-                put_repeated(out_writer, ']', levels);
-                out_writer.put(", ");
-                put_repeated(out_writer, '[', levels);
-            }
-            const T* values = data + row * row_length;
-            for (std::size_t i = 0; i < row_length; ++i) {
-                char* out = out_writer.reserve(kMaxElementText + 2);
-                if (i > 0) {
-                    *out++ = ',';
-                    *out++ = ' ';
-                }
-                out_writer.commit(format_element(out, values[i], mark_float));
-            }
-        }
-    };
     put_repeated(writer, '[', rank);
     // Formatting numbers is nearly all the cost: blocks of rows are formatted on every
     // core, a wave of blocks at a time (memory stays bounded), and written in order.
@@ -1476,7 +1482,7 @@ void write_nested(ChunkWriter& writer, const T* data, const Shape& shape, bool m
     const std::size_t blocks = (rows + block_rows - 1) / block_rows;
     const int threads = blocks > 1 ? omp_get_max_threads() : 1;
     if (threads <= 1) {
-        format_rows(writer, 0, rows);
+        format_rows(writer, data, shape, rank, 0, rows, mark_float);
     } else {
         std::vector<StringSink> parts(static_cast<std::size_t>(threads));
         for (std::size_t wave = 0; wave < blocks; wave += parts.size()) {
@@ -1487,7 +1493,8 @@ void write_nested(ChunkWriter& writer, const T* data, const Shape& shape, bool m
                 StringSink& part = parts[k];
                 part = StringSink();
                 ChunkWriter block_writer(part);
-                format_rows(block_writer, first, std::min(rows, first + block_rows));
+                format_rows(block_writer, data + first * row_length, shape, rank, first,
+                            std::min(rows, first + block_rows), mark_float);
                 block_writer.flush();
             }
             writer.flush();
@@ -1497,19 +1504,22 @@ void write_nested(ChunkWriter& writer, const T* data, const Shape& shape, bool m
     put_repeated(writer, ']', rank);
 }
 
+// What the object layout writes before the data: {"shape": [2, 3], "dtype": "float32", "data": 
+std::string object_head(DType dtype, const Shape& shape) {
+    std::string head = R"({"shape": [)";
+    for (std::size_t d = 0; d < shape.size(); ++d) {
+        if (d > 0) head += ", ";
+        head += std::to_string(shape[d]);
+    }
+    head += R"(], "dtype": ")";
+    head += dtype_name(dtype);
+    head += R"(", "data": )";
+    return head;
+}
+
 void write_tensor_json(ChunkWriter& writer, const Tensor& tensor, JsonLayout layout) {
     const Shape shape = tensor.shape();
-    if (layout == JsonLayout::Object) {
-        std::string head = R"({"shape": [)";
-        for (std::size_t d = 0; d < shape.size(); ++d) {
-            if (d > 0) head += ", ";
-            head += std::to_string(shape[d]);
-        }
-        head += R"(], "dtype": ")";
-        head += dtype_name(tensor.dtype());
-        head += R"(", "data": )";
-        writer.put(head);
-    }
+    if (layout == JsonLayout::Object) writer.put(object_head(tensor.dtype(), shape));
     if (layout == JsonLayout::Object && tensor.size() == 0 && !shape.empty()) {
         // Flat and empty: the shape says the rest, and nested empties could be any size.
         writer.put("[]}");
@@ -1546,6 +1556,29 @@ std::string json_quote(std::string_view text) {
 }
 
 }  // namespace
+
+namespace detail {
+
+std::string json_open(DType dtype, const Shape& shape, JsonLayout layout) {
+    return (layout == JsonLayout::Object ? object_head(dtype, shape) : std::string()) + std::string(shape.size(), '[');
+}
+
+std::string json_close(const Shape& shape, JsonLayout layout) {
+    return std::string(shape.size(), ']') + (layout == JsonLayout::Object ? "}\n" : "\n");
+}
+
+template <class T>
+void json_rows(const T* values, const Shape& shape, std::size_t first, std::size_t count, JsonLayout layout,
+               ByteSink& out) {
+    ChunkWriter writer(out);
+    format_rows(writer, values, shape, shape.size(), first, first + count, layout == JsonLayout::Nested);
+    writer.flush();
+}
+
+template void json_rows<float>(const float*, const Shape&, std::size_t, std::size_t, JsonLayout, ByteSink&);
+template void json_rows<double>(const double*, const Shape&, std::size_t, std::size_t, JsonLayout, ByteSink&);
+
+}  // namespace detail
 
 Tensor decode_json(std::string_view text, const std::string& name) { return JsonReader(text, name).read_single(); }
 
