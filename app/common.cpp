@@ -2,6 +2,8 @@
 
 #include <memory>
 
+#include "progress.hpp"
+
 namespace attn::cli {
 
 void add_output_flags(CLI::App& app, OutputFlags& flags) {
@@ -128,6 +130,8 @@ void add_attention_flags(CLI::App& app, AttentionFlags& flags, const AttentionHe
         ->check(CLI::IsMember({"auto", "float32", "float64"}))
         ->capture_default_str();
     app.add_option("--threads", flags.threads, "Worker threads; default: all cores")->check(CLI::Range(1, 4096));
+    app.add_flag("--no-progress", flags.no_progress,
+                 "No progress bar (otherwise drawn on standard error, when it is a terminal, for runs over a second)");
     add_output_flags(app, flags.out);
 }
 
@@ -146,6 +150,7 @@ AttentionOptions attention_options(const AttentionFlags& flags) {
     options.key_lengths = parse_key_lengths(flags.key_lengths);
     options.precision = precision_from(flags.dtype);
     options.threads = flags.threads;
+    if (!flags.no_progress) options.progress = progress_bar("attn-cli: attention");
     return options;
 }
 

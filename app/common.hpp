@@ -63,6 +63,7 @@ struct AttentionFlags {
     std::vector<long long> key_lengths;
     std::string dtype = "auto";
     int threads = 0;
+    bool no_progress = false;
     OutputFlags out;
 };
 

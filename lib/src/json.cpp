@@ -1478,7 +1478,8 @@ void write_nested(ChunkWriter& writer, const T* data, const Shape& shape, bool m
     put_repeated(writer, '[', rank);
     // Formatting numbers is nearly all the cost: blocks of rows are formatted on every
     // core, a wave of blocks at a time (memory stays bounded), and written in order.
-    const std::size_t block_rows = std::max<std::size_t>(1, kParallelBlockElements / std::max<std::size_t>(1, row_length));
+    const std::size_t block_rows =
+        std::max<std::size_t>(1, kParallelBlockElements / std::max<std::size_t>(1, row_length));
     const std::size_t blocks = (rows + block_rows - 1) / block_rows;
     const int threads = blocks > 1 ? omp_get_max_threads() : 1;
     if (threads <= 1) {
@@ -1504,7 +1505,7 @@ void write_nested(ChunkWriter& writer, const T* data, const Shape& shape, bool m
     put_repeated(writer, ']', rank);
 }
 
-// What the object layout writes before the data: {"shape": [2, 3], "dtype": "float32", "data": 
+// What the object layout writes before the data: {"shape": [2, 3], "dtype": "float32", "data":
 std::string object_head(DType dtype, const Shape& shape) {
     std::string head = R"({"shape": [)";
     for (std::size_t d = 0; d < shape.size(); ++d) {

@@ -36,8 +36,9 @@ void StreamingScoreWriter::write_block(std::size_t matrix, std::size_t row_begin
                                        const T* values) {
     if (whole_) return;
     if (dtype_of<T>::value != dtype_) {
-        throw Error(ErrorKind::Value, name_, "rows of " + std::string(dtype_name(dtype_of<T>::value)) +
-                                                 " for a " + std::string(dtype_name(dtype_)) + " tensor");
+        throw Error(ErrorKind::Value, name_,
+                    "rows of " + std::string(dtype_name(dtype_of<T>::value)) + " for a " +
+                        std::string(dtype_name(dtype_)) + " tensor");
     }
     const std::size_t first = matrix * rows_per_matrix_ + row_begin;
     // Encode before taking the turn: formatting text is the costly part and runs on
