@@ -63,6 +63,9 @@ namespace {
 // in L2 whatever S is.
 constexpr std::size_t kQueryBlock = 64;
 constexpr std::size_t kKeyBlock = 256;
+// P·V sums at most this many keys in registers before adding them to the output: the
+// error of a float sum grows with its length (blocked summation).
+constexpr std::size_t kSumChunk = 64;
 
 template <class T>
 constexpr T kLog2e = T(1.442695040888963407359924681001892137);
@@ -114,8 +117,8 @@ template <class T>
 void logits_tile(const detail::AttentionProblem<T>& p, const Task& t, Scratch<T>& s, std::size_t j0, std::size_t n,
                  T unit) {
     T* tile = s.tile.data();
-    detail::tile_gemm(n, kQueryBlock, p.E, p.k->data() + p.k_offset[t.b] + j0 * p.E, p.E, std::size_t{1}, s.qt.data(),
-                      kQueryBlock, tile, kQueryBlock, p.scale * unit, false);
+    detail::tile_gemm<T, 2>(n, kQueryBlock, p.E, p.k->data() + p.k_offset[t.b] + j0 * p.E, p.E, std::size_t{1},
+                            s.qt.data(), kQueryBlock, tile, kQueryBlock, p.scale * unit, false);
     for (const auto& term : p.terms) {
         for (std::size_t r = 0; r < t.rows; ++r) {
             const T* m = term.values.data() + term.matrix_offset[t.b] + (t.i0 + r) * term.row_stride;
@@ -134,8 +137,11 @@ void logits_tile(const detail::AttentionProblem<T>& p, const Task& t, Scratch<T>
 template <class T>
 void add_pv(const detail::AttentionProblem<T>& p, const Task& t, const T* pt, std::size_t j0, std::size_t n, T* o,
             bool accumulate) {
-    detail::tile_gemm(t.rows, p.Ev, n, pt, std::size_t{1}, kQueryBlock, p.v->data() + p.v_offset[t.b] + j0 * p.Ev, p.Ev,
-                      o, p.Ev, T(1), accumulate);
+    for (std::size_t c = 0; c < n; c += kSumChunk) {
+        detail::tile_gemm<T, 2>(t.rows, p.Ev, std::min(kSumChunk, n - c), pt + c * kQueryBlock, std::size_t{1},
+                                kQueryBlock, p.v->data() + p.v_offset[t.b] + (j0 + c) * p.Ev, p.Ev, o, p.Ev, T(1),
+                                accumulate || c > 0);
+    }
 }
 
 template <class T>

@@ -26,22 +26,26 @@ struct TileShape {
     // 32 vector registers with AVX-512 (6 × 4 accumulators), 16 with AVX2 (6 × 2).
     static constexpr std::size_t kVectors = sizeof(T) * kWidth >= 64 ? 4 : 2;
     static constexpr std::size_t kRows = 6;
-    static constexpr std::size_t kColumns = kVectors * kWidth;  // C columns per micro-tile
 };
 
-// MR rows × NV vectors of C.
-template <class T, std::size_t MR, std::size_t NV>
+// MR rows × NV vectors of C, k split over Sets interleaved sets of accumulators (p even
+// and odd with 2): each element's sum is then Sets shorter sums, added at the end, which
+// halves its rounding error for the same instructions (the logits' dot products).
+template <class T, std::size_t MR, std::size_t NV, std::size_t Sets>
 inline void micro_tile(std::size_t k, const T* a, std::size_t a_row, std::size_t a_step, const T* b, std::size_t ldb,
                        T* c, std::size_t ldc, T alpha, bool accumulate) {
     using Batch = xsimd::batch<T>;
     constexpr std::size_t W = Batch::size;
-    Batch acc[MR][NV];
+    Batch acc[Sets][MR][NV];
 #pragma GCC unroll 8
-    for (std::size_t r = 0; r < MR; ++r) {
+    for (std::size_t set = 0; set < Sets; ++set) {
 #pragma GCC unroll 8
-        for (std::size_t v = 0; v < NV; ++v) acc[r][v] = Batch(T(0));
+        for (std::size_t r = 0; r < MR; ++r) {
+#pragma GCC unroll 8
+            for (std::size_t v = 0; v < NV; ++v) acc[set][r][v] = Batch(T(0));
+        }
     }
-    for (std::size_t p = 0; p < k; ++p) {
+    auto step = [&](std::size_t set, std::size_t p) {
         Batch bv[NV];
 #pragma GCC unroll 8
         for (std::size_t v = 0; v < NV; ++v) bv[v] = Batch::load_unaligned(b + p * ldb + v * W);
@@ -49,16 +53,25 @@ inline void micro_tile(std::size_t k, const T* a, std::size_t a_row, std::size_t
         for (std::size_t r = 0; r < MR; ++r) {
             const Batch av(a[r * a_row + p * a_step]);
 #pragma GCC unroll 8
-            for (std::size_t v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(av, bv[v], acc[r][v]);
+            for (std::size_t v = 0; v < NV; ++v) acc[set][r][v] = xsimd::fma(av, bv[v], acc[set][r][v]);
         }
+    };
+    std::size_t p = 0;
+    for (; p + Sets <= k; p += Sets) {
+#pragma GCC unroll 2
+        for (std::size_t set = 0; set < Sets; ++set) step(set, p + set);
     }
+    for (; p < k; ++p) step(0, p);
     const Batch scale(alpha);
 #pragma GCC unroll 8
     for (std::size_t r = 0; r < MR; ++r) {
 #pragma GCC unroll 8
         for (std::size_t v = 0; v < NV; ++v) {
             T* out = c + r * ldc + v * W;
-            Batch x = acc[r][v] * scale;
+            Batch x = acc[0][r][v];
+#pragma GCC unroll 2
+            for (std::size_t set = 1; set < Sets; ++set) x += acc[set][r][v];
+            x *= scale;
             if (accumulate) x += Batch::load_unaligned(out);
             x.store_unaligned(out);
         }
@@ -66,17 +79,17 @@ inline void micro_tile(std::size_t k, const T* a, std::size_t a_row, std::size_t
 }
 
 // Up to TileShape::kRows rows of C over NV vectors of columns.
-template <class T, std::size_t NV>
+template <class T, std::size_t NV, std::size_t Sets>
 inline void micro_rows(std::size_t rows, std::size_t k, const T* a, std::size_t a_row, std::size_t a_step, const T* b,
                        std::size_t ldb, T* c, std::size_t ldc, T alpha, bool accumulate) {
     static_assert(TileShape<T>::kRows == 6, "one case per row count");
     switch (rows) {
-        case 1: micro_tile<T, 1, NV>(k, a, a_row, a_step, b, ldb, c, ldc, alpha, accumulate); break;
-        case 2: micro_tile<T, 2, NV>(k, a, a_row, a_step, b, ldb, c, ldc, alpha, accumulate); break;
-        case 3: micro_tile<T, 3, NV>(k, a, a_row, a_step, b, ldb, c, ldc, alpha, accumulate); break;
-        case 4: micro_tile<T, 4, NV>(k, a, a_row, a_step, b, ldb, c, ldc, alpha, accumulate); break;
-        case 5: micro_tile<T, 5, NV>(k, a, a_row, a_step, b, ldb, c, ldc, alpha, accumulate); break;
-        default: micro_tile<T, 6, NV>(k, a, a_row, a_step, b, ldb, c, ldc, alpha, accumulate); break;
+        case 1: micro_tile<T, 1, NV, Sets>(k, a, a_row, a_step, b, ldb, c, ldc, alpha, accumulate); break;
+        case 2: micro_tile<T, 2, NV, Sets>(k, a, a_row, a_step, b, ldb, c, ldc, alpha, accumulate); break;
+        case 3: micro_tile<T, 3, NV, Sets>(k, a, a_row, a_step, b, ldb, c, ldc, alpha, accumulate); break;
+        case 4: micro_tile<T, 4, NV, Sets>(k, a, a_row, a_step, b, ldb, c, ldc, alpha, accumulate); break;
+        case 5: micro_tile<T, 5, NV, Sets>(k, a, a_row, a_step, b, ldb, c, ldc, alpha, accumulate); break;
+        default: micro_tile<T, 6, NV, Sets>(k, a, a_row, a_step, b, ldb, c, ldc, alpha, accumulate); break;
     }
 }
 
@@ -95,22 +108,25 @@ inline void scalar_columns(std::size_t m, std::size_t c0, std::size_t count, std
     }
 }
 
-template <class T>
+// Sets = 2 trades half the columns of a micro-tile for the split sums (see micro_tile).
+template <class T, std::size_t Sets = 1>
 void tile_gemm(std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t a_row, std::size_t a_step,
                const T* b, std::size_t ldb, T* c, std::size_t ldc, T alpha, bool accumulate) {
     using Shape = TileShape<T>;
     constexpr std::size_t W = Shape::kWidth;
+    constexpr std::size_t NV = Shape::kVectors / Sets;
+    static_assert(NV >= 1, "more sets than accumulator columns");
     std::size_t col = 0;
-    for (; col + Shape::kColumns <= n; col += Shape::kColumns) {
+    for (; col + NV * W <= n; col += NV * W) {
         for (std::size_t r = 0; r < m; r += Shape::kRows) {
-            micro_rows<T, Shape::kVectors>(std::min(Shape::kRows, m - r), k, a + r * a_row, a_row, a_step, b + col, ldb,
-                                           c + r * ldc + col, ldc, alpha, accumulate);
+            micro_rows<T, NV, Sets>(std::min(Shape::kRows, m - r), k, a + r * a_row, a_row, a_step, b + col, ldb,
+                                    c + r * ldc + col, ldc, alpha, accumulate);
         }
     }
     for (; col + W <= n; col += W) {
         for (std::size_t r = 0; r < m; r += Shape::kRows) {
-            micro_rows<T, 1>(std::min(Shape::kRows, m - r), k, a + r * a_row, a_row, a_step, b + col, ldb,
-                             c + r * ldc + col, ldc, alpha, accumulate);
+            micro_rows<T, 1, Sets>(std::min(Shape::kRows, m - r), k, a + r * a_row, a_row, a_step, b + col, ldb,
+                                   c + r * ldc + col, ldc, alpha, accumulate);
         }
     }
     if (col < n) scalar_columns(m, col, n - col, k, a, a_row, a_step, b, ldb, c, ldc, alpha, accumulate);
