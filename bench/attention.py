@@ -1,26 +1,73 @@
 #!/usr/bin/python3
-"""Attention throughput: attn-cli against numpy's unfused attention, PyTorch's SDPA (when
-importable) and the machine's sgemm, all measured in this run (kernel.md, "Benchmarks").
+"""Attention throughput, scaling, start-up time and memory: attn-cli against numpy's unfused
+attention, PyTorch (SDPA when importable, else its unfused computation) and the machine's
+sgemm, all measured in this run (kernel.md, "Benchmarks"; issue 6's targets).
 
-usage: bench/attention.py [--bin build/app/attn-cli] [--threads N] [--quick]
-GFLOP/s = 4·B·H·L·S·D / seconds (causal rows also as this effective rate). attn-cli is
-timed as a whole process (start, reading .npy inputs, computing, writing the output and,
-with weights, the weights file) and its peak RSS comes from /usr/bin/time -v; the peers
-are timed in-process on the compute alone, which favours them.
+usage: bench/attention.py [--bin build/app/attn-cli] [--threads N] [--quick] [--no-big]
+  --quick   only B1 H8 L4096 in the table, no L32768 memory runs
+  --no-big  skip the L32768 memory runs (one writes a 4 GiB weights file)
+
+GFLOP/s = 4·B·H·L·S·D / seconds; causal rows use the same count (an effective rate).
+attn-cli is timed as a whole process (start, reading the .npy inputs, computing, writing
+the output and, with weights, the weights file), best of 2, with its peak RSS from
+/usr/bin/time -v; the peers are timed in-process on the computation alone, which favours
+them. OpenBLAS 0.3.21 does not know CPUs newer than itself and falls back to its SSE3
+kernels on them: unless OPENBLAS_CORETYPE is set, this script sets it to the best kernel
+the CPU supports before numpy loads, so that sgemm, numpy and PyTorch run at full speed.
 """
 import argparse
+import ctypes
 import os
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-import numpy as np
 
-from timing import best
+def best_openblas_core():
+    flags = set()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+        return "Cooperlake" if "avx512_bf16" in flags else "SkylakeX"
+    if {"avx2", "fma"} <= flags:
+        return "Haswell"
+    return None
+
+
+CORE_SET_HERE = "OPENBLAS_CORETYPE" not in os.environ and best_openblas_core() is not None
+if CORE_SET_HERE:
+    os.environ["OPENBLAS_CORETYPE"] = best_openblas_core()
+
+import numpy as np  # noqa: E402  (after OPENBLAS_CORETYPE)
+
+from timing import best  # noqa: E402
 
 CONFIGS = [(1, 8, 4096, 64), (8, 12, 512, 64), (1, 1, 16384, 64)]
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def openblas_core():
+    try:
+        lib = ctypes.CDLL("libblas.so.3")
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except (OSError, AttributeError):
+        return "unknown"
+
+
+def cpu_name():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown CPU"
 
 
 def sgemm_gflops():
@@ -58,60 +105,131 @@ def torch_runner(threads):
             L = logits.shape[-1]
             logits = logits.masked_fill(~torch.ones(L, L, dtype=torch.bool).tril(), float("-inf"))
         return torch.softmax(logits, -1) @ v
-    return run, f"torch {torch.__version__} unfused"
+    return run, f"torch {torch.__version__} unfused (no SDPA before 2.0)"
 
 
-def run_cli(binary, paths, causal, weights, threads, tmp):
-    cmd = ["/usr/bin/time", "-v", binary, "sdpa", "-q", paths[0], "-k", paths[1], "-v", paths[2],
-           "-o", os.path.join(tmp, "out.npy"), "--threads", str(threads)]
-    if causal:
-        cmd.append("--causal")
-    if weights:
-        cmd += ["-s", os.path.join(tmp, "w.npy")]
+def run_cli(binary, args, runs=2):
+    """Best wall time of `runs` runs of attn-cli, and the largest peak RSS (MB)."""
+    cmd = ["/usr/bin/time", "-v", binary, *args, "--no-progress"]
     times, rss = [], 0
-    for _ in range(2):
+    for _ in range(runs):
         s = time.perf_counter()
-        p = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        p = subprocess.run(cmd, capture_output=True, text=True)
         times.append(time.perf_counter() - s)
+        if p.returncode != 0:
+            sys.exit(f"attn-cli failed: {' '.join(cmd)}\n{p.stderr}")
         rss = max(rss, int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1)))
     return min(times), rss / 1024
+
+
+def save_inputs(tmp, shape, seed=0):
+    rng = np.random.default_rng(seed)
+    tensors, paths = [], []
+    for name in "qkv":
+        x = rng.standard_normal(shape, dtype=np.float32)
+        paths.append(os.path.join(tmp, f"{name}.npy"))
+        np.save(paths[-1], x)
+        tensors.append(x)
+    return tensors, paths
+
+
+def sdpa_args(paths, tmp, threads, causal=False, weights=False):
+    args = ["sdpa", "-q", paths[0], "-k", paths[1], "-v", paths[2], "-o", os.path.join(tmp, "out.npy"),
+            "--threads", str(threads)]
+    if causal:
+        args.append("--causal")
+    if weights:
+        args += ["-s", os.path.join(tmp, "w.npy")]
+    return args
+
+
+def throughput_table(a, peak, torch_run):
+    print(f"\n{'config':20s} {'causal':6s} {'weights':7s} {'attn-cli':>9s} {'x sgemm':>7s} {'RSS MB':>7s} "
+          f"{'numpy':>8s} {'torch':>8s} {'vs numpy':>8s} {'vs torch':>8s}   (GFLOP/s)")
+    seconds = {}
+    for B, H, L, D in CONFIGS[:1] if a.quick else CONFIGS:
+        with tempfile.TemporaryDirectory() as tmp:
+            (q, k, v), paths = save_inputs(tmp, (B, H, L, D))
+            flops = 4 * B * H * L * L * D
+            for causal in (False, True):
+                g_np = flops / best(1, lambda: numpy_attention(q, k, v, causal)) / 1e9
+                g_t = float("nan")
+                if torch_run is not None:
+                    import torch
+                    tq, tk, tv = (torch.from_numpy(x) for x in (q, k, v))
+                    g_t = flops / best(2, lambda: torch_run(tq, tk, tv, causal)) / 1e9
+                for weights in (False, True):
+                    t, rss = run_cli(a.bin, sdpa_args(paths, tmp, a.threads, causal, weights))
+                    seconds[(B, H, L, causal, weights)] = t
+                    g = flops / t / 1e9
+                    print(f"B{B} H{H} L{L} D{D}".ljust(20) + f" {str(causal):6s} {str(weights):7s} {g:9.1f} "
+                          f"{g / peak:7.2f} {rss:7.0f} {g_np:8.1f} {g_t:8.1f} {g / g_np:8.2f} {g / g_t:8.2f}",
+                          flush=True)
+    t_full, t_causal = seconds[(1, 8, 4096, False, False)], seconds[(1, 8, 4096, True, False)]
+    print(f"causal speed-up at B1 H8 L4096 (no weights): {t_full / t_causal:.2f}x")
+
+
+def scaling(a):
+    with tempfile.TemporaryDirectory() as tmp:
+        _, paths = save_inputs(tmp, (1, 8, 4096, 64))
+        t1, _ = run_cli(a.bin, sdpa_args(paths, tmp, 1), runs=3)
+        tn, _ = run_cli(a.bin, sdpa_args(paths, tmp, a.threads), runs=3)
+    print(f"B1 H8 L4096 D64: 1 thread {t1:.3f} s, {a.threads} threads {tn:.3f} s: {t1 / tn:.2f}x")
+
+
+def startup(a):
+    data = os.path.join(HERE, "..", "data")
+    with tempfile.TemporaryDirectory() as tmp:
+        args = ["sdpa", "-q", os.path.join(data, "q.npy"), "-k", os.path.join(data, "k.npy"), "-v",
+                os.path.join(data, "v.npy"), "-o", os.path.join(tmp, "out.npy"), "-s", os.path.join(tmp, "w.npy")]
+        times = []
+        for _ in range(41):
+            s = time.perf_counter()
+            subprocess.run([a.bin, *args], check=True)
+            times.append(time.perf_counter() - s)
+    py = []
+    for code in ("import numpy", "import torch"):
+        s = time.perf_counter()
+        ok = subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+        py.append(f"python3 -c '{code}' {time.perf_counter() - s:.3f} s" if ok else f"no {code.split()[1]}")
+    print(f"classic example (N 2, L 5, D 64, output and weights to .npy), whole process: median "
+          f"{statistics.median(times) * 1e3:.1f} ms over 41 runs; for comparison {', '.join(py)}")
+
+
+def memory(a):
+    L = 32768
+    with tempfile.TemporaryDirectory() as tmp:
+        free = shutil.disk_usage(tmp).free
+        _, paths = save_inputs(tmp, (1, 1, L, 64))
+        mb = 4 * L * 64 / 2**20  # one tensor
+        t, rss = run_cli(a.bin, sdpa_args(paths, tmp, a.threads), runs=1)
+        print(f"B1 H1 L{L} D64, no weights: {t:.2f} s, peak RSS {rss:.0f} MB "
+              f"(bound 64 + 1.25 x (inputs + output) = {64 + 1.25 * 4 * mb:.0f} MB)")
+        if free < 5 * 2**30:
+            print(f"  with weights: skipped, {free / 2**30:.1f} GiB free in {tmp} (needs 5)")
+            return
+        t, rss = run_cli(a.bin, sdpa_args(paths, tmp, a.threads, weights=True), runs=1)
+        size = os.path.getsize(os.path.join(tmp, "w.npy"))
+        print(f"B1 H1 L{L} D64, -s w.npy ({size / 2**30:.1f} GiB): {t:.2f} s, peak RSS {rss:.0f} MB (bound 256 MB)")
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="build/app/attn-cli")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
-    ap.add_argument("--quick", action="store_true", help="only the first configuration")
+    ap.add_argument("--quick", action="store_true", help="only the first configuration, no memory runs")
+    ap.add_argument("--no-big", action="store_true", help="no L32768 memory runs")
     a = ap.parse_args()
     torch_run, torch_name = torch_runner(a.threads)
     peak = sgemm_gflops()
-    print(f"threads {a.threads}; numpy sgemm 2048^3: {peak:.1f} GFLOP/s; peer: {torch_name}")
-    print(f"{'config':24s} {'causal':6s} {'weights':7s} {'attn-cli':>9s} {'x sgemm':>7s} {'RSS MB':>7s} "
-          f"{'numpy':>8s} {'torch':>8s} {'vs numpy':>8s} {'vs torch':>8s}")
-    rng = np.random.default_rng(0)
-    for B, H, L, D in CONFIGS[:1] if a.quick else CONFIGS:
-        q, k, v = (rng.standard_normal((B, H, L, D), dtype=np.float32) for _ in range(3))
-        with tempfile.TemporaryDirectory() as tmp:
-            paths = []
-            for name, x in (("q", q), ("k", k), ("v", v)):
-                paths.append(os.path.join(tmp, f"{name}.npy"))
-                np.save(paths[-1], x)
-            for causal in (False, True):
-                flops = 4 * B * H * L * L * D
-                t_np = best(1, lambda: numpy_attention(q, k, v, causal))
-                t_torch = None
-                if torch_run is not None:
-                    import torch
-                    tq, tk, tv = (torch.from_numpy(x) for x in (q, k, v))
-                    t_torch = best(2, lambda: torch_run(tq, tk, tv, causal))
-                for weights in (False, True):
-                    t_cli, rss = run_cli(a.bin, paths, causal, weights, a.threads, tmp)
-                    g = flops / t_cli / 1e9
-                    g_np = flops / t_np / 1e9
-                    g_t = flops / t_torch / 1e9 if t_torch else float("nan")
-                    print(f"B{B} H{H} L{L} D{D}".ljust(24) + f" {str(causal):6s} {str(weights):7s} {g:9.1f} "
-                          f"{g / peak:7.2f} {rss:7.0f} {g_np:8.1f} {g_t:8.1f} {g / g_np:8.2f} "
-                          f"{(g / g_t if t_torch else float('nan')):8.2f}")
+    core = openblas_core() + (" (OPENBLAS_CORETYPE set by this script)" if CORE_SET_HERE else "")
+    print(f"{cpu_name()}, {os.cpu_count()} cores; threads {a.threads}; OpenBLAS core {core}")
+    print(f"numpy sgemm 2048^3: {peak:.1f} GFLOP/s; peer: {torch_name}")
+    throughput_table(a, peak, torch_run)
+    scaling(a)
+    startup(a)
+    if not (a.quick or a.no_big):
+        memory(a)
     return 0
 
 

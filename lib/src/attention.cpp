@@ -19,7 +19,7 @@
 
 #include "attn/attention.hpp"
 #include "detail/attention_problem.hpp"
-#include "detail/blas.hpp"
+#include "detail/blas.hpp"  // resolve_threads
 #include "detail/tile_gemm.hpp"
 
 namespace attn {
@@ -66,6 +66,8 @@ constexpr std::size_t kKeyBlock = 256;
 // P·V sums at most this many keys in registers before adding them to the output: the
 // error of a float sum grows with its length (blocked summation).
 constexpr std::size_t kSumChunk = 64;
+// Floating-point operations worth a thread of their own (about 50 µs).
+constexpr double kMinThreadWork = 4e6;
 
 template <class T>
 constexpr T kLog2e = T(1.442695040888963407359924681001892137);
@@ -299,8 +301,11 @@ void run_kernel(const detail::AttentionProblem<T>& p, T* out, ScoreSink* weights
     const std::size_t blocks_per_matrix = (p.L + kQueryBlock - 1) / kQueryBlock;
     const std::size_t tasks = p.batches * blocks_per_matrix;
     const bool full_rows = weights != nullptr || logits != nullptr;
-    const int threads = detail::resolve_threads(options.threads);
-    detail::BlasSingleThreaded single_threaded_blas;
+    // A thread per kMinThreadWork of arithmetic at most: waking a team costs more than a
+    // tiny problem (the classic example ran 4x slower on two threads than on one).
+    const double work = 2.0 * double(p.batches) * double(p.L) * double(p.S) * double(p.E + p.Ev);
+    const int threads = static_cast<int>(std::clamp<double>(std::min(work / kMinThreadWork, double(tasks)), 1.0,
+                                                            double(detail::resolve_threads(options.threads))));
     std::atomic<std::size_t> done{0};
     std::atomic<bool> failed{false};
     std::exception_ptr failure;

@@ -22,8 +22,6 @@ bool scale_only(std::size_t m, std::size_t n, std::size_t k, T beta, T* c, std::
     return true;
 }
 
-constexpr int kOpenBlasPthreads = 1;  // openblas_get_parallel(): 0 sequential, 1 pthreads, 2 OpenMP
-
 }  // namespace
 
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
@@ -41,23 +39,6 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
 }
 
 int resolve_threads(int requested) { return requested > 0 ? requested : omp_get_num_procs(); }
-
-// The OpenMP build runs single-threaded only where omp_in_parallel() is true, and a team
-// of one thread is not "in parallel": with --threads 1 it forked a team of all cores for
-// every tile GEMM (half the run spent in libgomp). omp_get_max_threads() = 1 inside our
-// region, inherited from the thread that opens it, keeps it single-threaded either way.
-BlasSingleThreaded::BlasSingleThreaded() : saved_omp_(omp_get_max_threads()) {
-    omp_set_num_threads(1);
-    if (openblas_get_parallel() == kOpenBlasPthreads) {
-        saved_blas_ = openblas_get_num_threads();
-        openblas_set_num_threads(1);
-    }
-}
-
-BlasSingleThreaded::~BlasSingleThreaded() {
-    omp_set_num_threads(saved_omp_);
-    if (saved_blas_ > 0) openblas_set_num_threads(saved_blas_);
-}
 
 // OpenBLAS's OpenMP build takes its thread count from omp_get_max_threads() at each
 // call, overriding openblas_set_num_threads; the pthread build reads the latter.

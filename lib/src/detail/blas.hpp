@@ -15,21 +15,6 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
 // The number of threads worker code should use: `requested`, or all cores when 0.
 int resolve_threads(int requested);
 
-// While alive, BLAS runs single-threaded, as it must inside our own parallel regions
-// (open them with an explicit num_threads clause). Without it OpenBLAS's pthread build
-// oversubscribes, and its OpenMP build forks inside a one-thread region.
-class BlasSingleThreaded {
-public:
-    BlasSingleThreaded();
-    ~BlasSingleThreaded();
-    BlasSingleThreaded(const BlasSingleThreaded&) = delete;
-    BlasSingleThreaded& operator=(const BlasSingleThreaded&) = delete;
-
-private:
-    int saved_omp_;
-    int saved_blas_ = 0;
-};
-
 // While alive, BLAS calls made outside our parallel regions (the projections of mha) use
 // `threads` threads (0 = all cores); the previous setting comes back afterwards.
 class BlasThreads {
