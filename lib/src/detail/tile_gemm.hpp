@@ -93,17 +93,18 @@ inline void micro_rows(std::size_t rows, std::size_t k, const T* a, std::size_t 
     }
 }
 
-// Columns [c0, c0 + count) of C beyond the last whole vector: plain loops.
+// The columns of C beyond the last whole vector (fewer than a vector): plain loops.
+// `b` and `c` point at the first of them.
 template <class T>
-inline void scalar_columns(std::size_t m, std::size_t c0, std::size_t count, std::size_t k, const T* a,
-                           std::size_t a_row, std::size_t a_step, const T* b, std::size_t ldb, T* c, std::size_t ldc,
-                           T alpha, bool accumulate) {
+inline void scalar_columns(std::size_t m, std::size_t count, std::size_t k, const T* a, std::size_t a_row,
+                           std::size_t a_step, const T* b, std::size_t ldb, T* c, std::size_t ldc, T alpha,
+                           bool accumulate) {
     for (std::size_t r = 0; r < m; ++r) {
-        for (std::size_t col = c0; col < c0 + count; ++col) {
+        T* out = c + r * ldc;
+        for (std::size_t j = 0; j < count; ++j) {
             T sum = 0;
-            for (std::size_t p = 0; p < k; ++p) sum += a[r * a_row + p * a_step] * b[p * ldb + col];
-            T& out = c[r * ldc + col];
-            out = accumulate ? out + alpha * sum : alpha * sum;
+            for (std::size_t p = 0; p < k; ++p) sum += a[r * a_row + p * a_step] * b[p * ldb + j];
+            out[j] = accumulate ? out[j] + alpha * sum : alpha * sum;
         }
     }
 }
@@ -129,7 +130,7 @@ void tile_gemm(std::size_t m, std::size_t n, std::size_t k, const T* a, std::siz
                                    c + r * ldc + col, ldc, alpha, accumulate);
         }
     }
-    if (col < n) scalar_columns(m, col, n - col, k, a, a_row, a_step, b, ldb, c, ldc, alpha, accumulate);
+    if (col < n) scalar_columns(m, n - col, k, a, a_row, a_step, b + col, ldb, c + col, ldc, alpha, accumulate);
 }
 
 }  // namespace attn::detail
