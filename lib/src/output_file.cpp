@@ -54,13 +54,25 @@ OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
     if (path_ == "-") {
         is_stdout_ = true;
         fd_ = STDOUT_FILENO;
+        path_ = "<stdout>";  // how errors name it
         return;
     }
-    if (path_.empty()) throw Error(ErrorKind::Usage, "output", "empty file name");
+    if (path_.empty()) {
+        throw Error(ErrorKind::Usage, "''", "empty output file name (expected a path, or - for standard output)");
+    }
     struct stat target {};
     mode_t mode;
     if (::stat(path_.c_str(), &target) == 0) {
-        if (S_ISDIR(target.st_mode)) throw Error(ErrorKind::Io, path_, "is a directory");
+        if (S_ISDIR(target.st_mode)) throw Error(ErrorKind::Io, path_, "is a directory, expected a file to write");
+        if (!S_ISREG(target.st_mode)) {
+            // A device or a pipe (/dev/null, /dev/stdout, a FIFO): there is nothing to stage
+            // and rename, which would replace the device node with a regular file. Written in
+            // place, like standard output, and just as impossible to take back.
+            fd_ = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY);
+            if (fd_ < 0) fail_errno(path_, "cannot open for writing", errno);
+            is_direct_ = true;
+            return;
+        }
         mode = target.st_mode & 07777;
     } else {
         const mode_t mask = ::umask(0);
@@ -78,6 +90,7 @@ OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
 OutputFile::~OutputFile() {
     if (is_stdout_ || fd_ < 0) return;
     ::close(fd_);
+    if (is_direct_) return;
     if (!committed_) {
         ::unlink(temp_path_.c_str());
         detail::unregister_temp_file(temp_path_);
@@ -105,6 +118,13 @@ void OutputFile::commit() {
     if (committed_) return;
     flush();
     if (is_stdout_) {
+        committed_ = true;
+        return;
+    }
+    if (is_direct_) {
+        const int result = ::close(fd_);
+        fd_ = -1;
+        if (result != 0) fail_errno(path_, "write failed", errno);
         committed_ = true;
         return;
     }

@@ -94,6 +94,8 @@ private:
 // A file written atomically, or standard output for "-". Data are buffered; commit()
 // flushes, syncs and renames the temporary file over `path`. Destroying an uncommitted
 // OutputFile removes the temporary file and leaves any existing `path` untouched.
+// An existing `path` that is not a regular file (/dev/null, a FIFO) is written in place,
+// as standard output is: no temporary file, and what was written stays written.
 class OutputFile final : public ByteSink {
 public:
     explicit OutputFile(std::string path);
@@ -113,6 +115,7 @@ private:
     std::string temp_path_;
     int fd_ = -1;
     bool is_stdout_ = false;
+    bool is_direct_ = false;  // a device or pipe, written in place
     bool committed_ = false;
     std::string buffer_;
 };
