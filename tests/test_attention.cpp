@@ -226,6 +226,33 @@ TEST_CASE("sdpa: NaN inputs propagate as in PyTorch") {
     CHECK(std::isfinite(out.values<float>()(1, 0)));
 }
 
+TEST_CASE("sdpa: results that cannot fit in memory are refused before anything is computed") {
+    // Q (1000, 1, 1000, 1) and K (1, 1000, 1000, 1) broadcast to weights (1000, 1000, 1000, 1000):
+    // 4 TB of float32 from 4 MB of inputs.
+    const Tensor q = Tensor::zeros(DType::Float32, {1000, 1, 1000, 1});
+    const Tensor k = Tensor::zeros(DType::Float32, {1, 1000, 1000, 1});
+    for (bool reference : {false, true}) {
+        TensorScoreSink weights;
+        const std::string m = test::error_of(
+            [&] {
+                if (reference) {
+                    reference_attention(q, k, k, {}, &weights);
+                } else {
+                    scaled_dot_product_attention(q, k, k, {}, &weights);
+                }
+            },
+            ErrorKind::Value);
+        CHECK(m.rfind("-s/--scores: needs 4.0 TB for float32 output (1000, 1000, 1000, 1) + weights (1000, 1000, "
+                      "1000, 1000), ",
+                      0) == 0);
+        CHECK(weights.tensor().rank() == 0);  // begin() never came: nothing was allocated
+    }
+    TensorScoreSink logits;
+    const std::string m = test::error_of(
+        [&] { scaled_dot_product_attention(q, k, k, {}, nullptr, &logits); }, ErrorKind::Value);
+    CHECK(test::contains(m, "--logits: needs 4.0 TB for float32 output (1000, 1000, 1000, 1) + logits ("));
+}
+
 TEST_CASE("sdpa: shape errors name both shapes") {
     const Tensor q = normal({2, 3, 4}, 30);
     std::string m = test::error_of(

@@ -61,3 +61,30 @@ TEST_CASE("tensor: shapes whose non-zero dims overflow are refused even without 
     test::error_of([&] { Tensor::empty(DType::Float32, huge); }, ErrorKind::Value);
     CHECK(Tensor::empty(DType::Float32, {0, 1u << 20, 3}).size() == 0);
 }
+
+TEST_CASE("tensor: byte counts print in decimal units") {
+    CHECK(bytes_to_string(0) == "0 bytes");
+    CHECK(bytes_to_string(999) == "999 bytes");
+    CHECK(bytes_to_string(1000) == "1.0 kB");
+    CHECK(bytes_to_string(21'300'000'000) == "21.3 GB");
+    CHECK(bytes_to_string(999'960'000) == "1.0 GB");
+    CHECK(bytes_to_string(40'000'000'000'000) == "40.0 TB");
+}
+
+TEST_CASE("tensor: storage that cannot fit in memory is refused before it is allocated") {
+    const std::optional<std::size_t> available = available_memory();
+    REQUIRE(available.has_value());  // Linux: /proc/meminfo has MemAvailable
+    CHECK(*available > 0);
+    // 2^52 bytes of float32: more than any machine has, strides far from overflowing.
+    const Shape huge{std::size_t(1) << 20, std::size_t(1) << 20, std::size_t(1) << 10};
+    const std::string message =
+        test::error_of([&] { Tensor::empty(DType::Float32, huge, "--shape"); }, ErrorKind::Value);
+    CHECK(message.rfind("--shape: needs 4.5 PB for float32 (1048576, 1048576, 1024), ", 0) == 0);
+    CHECK(test::contains(message, " available"));
+    test::error_of([&] { Tensor::zeros(DType::Float64, huge, "x.npy"); }, ErrorKind::Value);
+    // Relative to what this machine has: twice the available memory.
+    const std::string relative = test::error_of(
+        [&] { check_memory(*available * 2, "q.npy", "the whole file"); }, ErrorKind::Value);
+    CHECK(test::contains(relative, "q.npy: needs " + bytes_to_string(*available * 2) + " for the whole file, "));
+    check_memory(1 << 20, "small", "a small buffer");  // below the checked size: no error
+}

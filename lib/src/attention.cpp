@@ -175,6 +175,7 @@ Tensor attend(const Tensor& query, const Tensor& key, const Tensor& value, const
 
 Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, const Tensor& value,
                                     const AttentionOptions& options, ScoreSink* weights, ScoreSink* logits) {
+    detail::check_result_memory(query, key, value, options, weights, logits);
     if (detail::compute_dtype(query, key, value, options) == DType::Float64) {
         return attend<double>(query, key, value, options, weights, logits);
     }

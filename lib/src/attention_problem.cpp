@@ -187,6 +187,31 @@ Shape check_attention_shapes(const Shape& query, const Shape& key, const Shape& 
     return out;
 }
 
+void check_result_memory(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options,
+                         const ScoreSink* weights, const ScoreSink* logits) {
+    const Shape output = check_attention_shapes(query.shape(), key.shape(), value.shape(), options);
+    const DType dtype = compute_dtype(query, key, value, options);
+    Shape scores = output;
+    scores.back() = key.shape()[key.rank() - 2];
+    const std::size_t output_bytes = checked_element_count(output, "-o/--output") * dtype_size(dtype);
+    const std::size_t weight_bytes = weights ? weights->bytes_to_hold(dtype, scores) : 0;
+    const std::size_t logit_bytes = logits ? logits->bytes_to_hold(dtype, scores) : 0;
+    std::string what = std::string(dtype_name(dtype)) + " output " + shape_to_string(output);
+    std::string subject = "-o/--output";
+    if (weight_bytes > 0) what += " + weights " + shape_to_string(scores);
+    if (logit_bytes > 0) what += " + logits " + shape_to_string(scores);
+    if (logit_bytes > 0) subject = "--logits";
+    if (weight_bytes > 0) subject = logit_bytes > 0 ? "-s/--scores, --logits" : "-s/--scores";
+    std::size_t total = output_bytes;
+    for (std::size_t part : {weight_bytes, logit_bytes}) {
+        if (part > std::numeric_limits<std::size_t>::max() - total) {
+            throw Error(ErrorKind::Value, subject, "the " + what + " have too many elements");
+        }
+        total += part;
+    }
+    check_memory(total, subject, what);
+}
+
 template <class T>
 AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const Tensor& value,
                                  const AttentionOptions& options) {

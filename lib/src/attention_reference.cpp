@@ -75,6 +75,7 @@ Tensor reference(const Tensor& query, const Tensor& key, const Tensor& value, co
 
 Tensor reference_attention(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options,
                            ScoreSink* weights, ScoreSink* logits) {
+    detail::check_result_memory(query, key, value, options, weights, logits);
     if (detail::compute_dtype(query, key, value, options) == DType::Float64) {
         return reference<double>(query, key, value, options, weights, logits);
     }

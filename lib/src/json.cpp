@@ -973,12 +973,9 @@ private:
             fail(start, "shape " + shape_to_string(shape) + " needs " + std::to_string(count) + " values, data has " +
                             std::to_string(found));
         }
-        return dispatch_dtype(dtype, [&](auto tag) {
-            using T = decltype(tag);
-            auto values = xt::xarray<T>::from_shape(shape);
-            fill(values.data(), shape, count);
-            return Tensor(std::move(values));
-        });
+        Tensor tensor = Tensor::empty(dtype, shape, name_);
+        tensor.visit([&](auto& values) { fill(values.data(), shape, count); });
+        return tensor;
     }
 
     // ---- tensors ------------------------------------------------------------------

@@ -73,6 +73,7 @@ public:
     std::string read_all() const {
         std::string bytes;
         if (regular_) {
+            check_memory(size_, path_, "the whole file");
             bytes.resize(size_);
             read_at(bytes.data(), size_, 0);
             return bytes;
@@ -80,7 +81,10 @@ public:
         std::size_t used = 0;
         bytes.resize(std::size_t(1) << 16);
         while (true) {
-            if (used == bytes.size()) bytes.resize(bytes.size() * 2);
+            if (used == bytes.size()) {
+                check_memory(bytes.size() * 2, path_, "the input read so far");
+                bytes.resize(bytes.size() * 2);
+            }
             const ssize_t n = ::read(fd_, bytes.data() + used, bytes.size() - used);
             if (n < 0) {
                 if (errno == EINTR) continue;
@@ -111,16 +115,19 @@ Tensor read_npy_file(const InputFile& file, const std::string& name) {
     const bool native = !e.big_endian && e.half == detail::ElementEncoding::Half::None && !header.fortran_order &&
                         e.dtype != DType::Bool && dtype_size(e.dtype) == e.item_size;
     if (native) {
-        Tensor tensor = Tensor::empty(e.dtype, header.shape);
+        Tensor tensor = Tensor::empty(e.dtype, header.shape, name);
         file.read_at(static_cast<char*>(tensor.data()), header.data_size, header.data_offset);
         return tensor;
     }
+    // The file's bytes and the decoded tensor are both held for a moment.
+    const std::size_t tensor_bytes = header.data_size / e.item_size * dtype_size(e.dtype);
+    check_memory(header.data_size + tensor_bytes, name,
+                 "the data bytes and the " + std::string(dtype_name(e.dtype)) + " tensor " +
+                     shape_to_string(header.shape) + " decoded from them");
     std::string data(header.data_size, '\0');
     file.read_at(data.data(), data.size(), header.data_offset);
-    return detail::decode_elements(e, header.shape, data.data(), header.fortran_order);
+    return detail::decode_elements(e, header.shape, data.data(), name, header.fortran_order);
 }
-
-std::string display_name(const std::string& path) { return path == "-" ? "<stdin>" : path; }
 
 Format resolve_input_format(const std::string& path, std::string_view bytes) {
     if (path != "-") {

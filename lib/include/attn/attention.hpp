@@ -52,6 +52,13 @@ public:
     // index over batch…), each `S` values, contiguous.
     virtual void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const float* values) = 0;
     virtual void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const double* values) = 0;
+    // The bytes the sink will keep in memory for scores of this dtype and shape, counted
+    // before the call starts so that results that cannot fit are refused up front.
+    virtual std::size_t bytes_to_hold(DType dtype, const Shape& shape) const {
+        (void)dtype;
+        (void)shape;
+        return 0;
+    }
 };
 
 // A ScoreSink that collects everything into one tensor.
@@ -61,6 +68,9 @@ public:
     void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const float* values) override;
     void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const double* values) override;
     Tensor& tensor() noexcept { return tensor_; }
+    std::size_t bytes_to_hold(DType dtype, const Shape& shape) const override {
+        return checked_element_count(shape, "scores") * dtype_size(dtype);
+    }
 
 private:
     template <class T>
@@ -78,6 +88,9 @@ Shape attention_output_shape(const Tensor& query, const Tensor& key, const Tenso
 
 // The attention output; weights (softmax probabilities after masks) and logits (scaled,
 // after masks, −inf where masked) go to the sinks when given. The fast kernel.
+// Before anything is computed, the output and what the sinks hold (bytes_to_hold) are
+// checked against the memory available (check_memory in attn/tensor.hpp): the error names
+// -s/--scores, --logits or -o/--output.
 Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, const Tensor& value,
                                     const AttentionOptions& options, ScoreSink* weights = nullptr,
                                     ScoreSink* logits = nullptr);
