@@ -272,7 +272,7 @@ TEST_CASE("sdpa: shape errors name both shapes") {
     AttentionOptions bad_mask;
     bad_mask.mask = Tensor(xt::xarray<bool>(xt::ones<bool>({3, 4})));
     m = test::error_of([&] { scaled_dot_product_attention(q, q, q, bad_mask); }, ErrorKind::Shape);
-    CHECK(test::contains(m, "mask: shape (3, 4) does not broadcast to the scores (2, 3, 3)"));
+    CHECK(test::contains(m, "--mask: shape (3, 4) does not broadcast to the scores (2, 3, 3)"));
     AttentionOptions int_mask;
     int_mask.mask = Tensor(xt::xarray<int>(xt::ones<int>({3, 3})));
     m = test::error_of([&] { scaled_dot_product_attention(q, q, q, int_mask); }, ErrorKind::Value);

@@ -28,20 +28,23 @@ std::string lower(std::string_view s) {
     return out;
 }
 
-// An open file descriptor, closed on scope exit.
+std::string display_name(const std::string& path) { return path == "-" ? "<stdin>" : path; }
+
+// An open file descriptor, closed on scope exit. Errors name it as display_name does.
 class InputFile {
 public:
-    explicit InputFile(const std::string& path) : path_(path) {
+    explicit InputFile(const std::string& path) : path_(display_name(path)) {
+        if (path.empty()) throw Error(ErrorKind::Usage, "''", "empty file name (expected a tensor file, or - for standard input)");
         if (path == "-") {
             fd_ = STDIN_FILENO;
             owned_ = false;
         } else {
             fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-            if (fd_ < 0) fail_errno(path, "cannot open", errno);
+            if (fd_ < 0) fail_errno(path_, "cannot open", errno);
         }
         struct stat st {};
-        if (::fstat(fd_, &st) != 0) fail_errno(path, "cannot stat", errno);
-        if (S_ISDIR(st.st_mode)) throw Error(ErrorKind::Io, path, "is a directory, expected a tensor file");
+        if (::fstat(fd_, &st) != 0) fail_errno(path_, "cannot stat", errno);
+        if (S_ISDIR(st.st_mode)) throw Error(ErrorKind::Io, path_, "is a directory, expected a tensor file");
         regular_ = S_ISREG(st.st_mode);
         size_ = regular_ ? static_cast<std::size_t>(st.st_size) : 0;
     }
@@ -56,6 +59,7 @@ public:
 
     // Reads exactly `size` bytes at `offset` of a regular file.
     void read_at(char* out, std::size_t size, std::size_t offset) const {
+        const std::size_t wanted = offset + size;
         while (size > 0) {
             const ssize_t n =
                 ::pread(fd_, out, std::min<std::size_t>(size, std::size_t(1) << 30), static_cast<off_t>(offset));
@@ -63,7 +67,11 @@ public:
                 if (errno == EINTR) continue;
                 fail_errno(path_, "read failed", errno);
             }
-            if (n == 0) throw Error(ErrorKind::Io, path_, "file shrank while being read");
+            if (n == 0) {
+                throw Error(ErrorKind::Io, path_,
+                            "file ends at byte " + std::to_string(offset) + " while being read, expected " +
+                                std::to_string(wanted) + " (its size when opened: " + std::to_string(size_) + ")");
+            }
             out += n;
             size -= static_cast<std::size_t>(n);
             offset += static_cast<std::size_t>(n);
@@ -148,6 +156,7 @@ std::string join_names(const std::vector<std::string>& names) {
 // The archive's only tensor, when no member was named.
 std::string only_member(const std::vector<std::string>& names, const std::string& name) {
     if (names.size() == 1) return names.front();
+    if (names.empty()) throw Error(ErrorKind::Format, name, "holds no tensors (expected one)");
     throw Error(ErrorKind::Format, name,
                 "holds " + std::to_string(names.size()) + " tensors (" + join_names(names) + "); name one as " + name +
                     ":NAME");
