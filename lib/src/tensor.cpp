@@ -195,6 +195,44 @@ Tensor Tensor::to(DType dtype) && {
     return static_cast<const Tensor&>(*this).to(dtype);
 }
 
+std::optional<NonFinite> first_non_finite(const Tensor& tensor, bool allow_negative_infinity) {
+    const std::optional<std::size_t> offset = tensor.visit([&](const auto& a) -> std::optional<std::size_t> {
+        using T = typename std::decay_t<decltype(a)>::value_type;
+        if constexpr (std::is_floating_point_v<T>) {
+            const T* data = a.data();
+            const std::size_t count = a.size();
+            for (std::size_t i = 0; i < count; ++i) {
+                if (!std::isfinite(data[i]) && !(allow_negative_infinity && data[i] < 0 && std::isinf(data[i]))) {
+                    return i;
+                }
+            }
+        }
+        return std::nullopt;
+    });
+    if (!offset) return std::nullopt;
+    const Shape shape = tensor.shape();
+    NonFinite found{Shape(shape.size()), 0.0};
+    std::size_t rest = *offset;
+    for (std::size_t d = shape.size(); d-- > 0;) {
+        found.index[d] = rest % shape[d];
+        rest /= shape[d];
+    }
+    found.value = tensor.visit([&](const auto& a) { return static_cast<double>(a.data()[*offset]); });
+    return found;
+}
+
+void check_finite(const Tensor& tensor, const std::string& subject, bool allow_negative_infinity,
+                  const std::string& note) {
+    const std::optional<NonFinite> found = first_non_finite(tensor, allow_negative_infinity);
+    if (!found) return;
+    std::string index = "[";
+    for (std::size_t d = 0; d < found->index.size(); ++d) index += (d > 0 ? ", " : "") + std::to_string(found->index[d]);
+    index += "]";
+    const std::string value = std::isnan(found->value) ? "NaN" : found->value > 0 ? "inf" : "-inf";
+    throw Error(ErrorKind::Value, subject,
+                "non-finite value " + value + " at " + index + (note.empty() ? "" : " (" + note + ")"));
+}
+
 void Tensor::throw_wrong_dtype(DType wanted) const {
     throw Error(ErrorKind::Value, "tensor",
                 "expected dtype " + std::string(dtype_name(wanted)) + ", found " + std::string(dtype_name(dtype())));

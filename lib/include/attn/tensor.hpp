@@ -183,6 +183,19 @@ private:
     Storage storage_ = xt::xarray<float>();
 };
 
+// The first NaN or infinity of a tensor in row-major order: its index and value.
+struct NonFinite {
+    Shape index;
+    double value;
+};
+// nullopt when every element is finite (always for bool and integer tensors). With
+// `allow_negative_infinity`, -inf counts as finite: in an additive mask it means "masked".
+std::optional<NonFinite> first_non_finite(const Tensor& tensor, bool allow_negative_infinity = false);
+// Throws ErrorKind::Value "SUBJECT: non-finite value NaN at [0, 3, 17] (NOTE)" for the
+// first non-finite element (no parentheses when `note` is empty).
+void check_finite(const Tensor& tensor, const std::string& subject, bool allow_negative_infinity = false,
+                  const std::string& note = "");
+
 // A tensor's values as T: the tensor's own array when it already holds T, else a
 // converted copy. Borrows `tensor`, which must outlive it.
 template <class T>
