@@ -67,7 +67,11 @@ int main(int argc, char** argv) {
 
     try {
         // CLI11 would only say "a subcommand is required"; name what was wrong instead.
-        if (argc > 1) {
+        if (argc == 1) {
+            report("missing subcommand (expected one of sdpa, mha, convert, random, inspect; see attn-cli --help)");
+            return kExitUsage;
+        }
+        {
             const std::string first = argv[1];
             bool known = first == "-h" || first == "--help" || first == "--version";
             for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
