@@ -96,7 +96,12 @@ Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, cons
                                     ScoreSink* logits = nullptr);
 
 // The same computation written plainly, one query row at a time with float64 sums: the
-// oracle the fast kernel is tested against. Single-threaded and slow.
+// oracle the fast kernel is tested against. Single-threaded and slow. NaN and infinities
+// propagate as in PyTorch's math attention: the causal rule and key lengths are an
+// additive -inf mask over logits computed for every key, and every value row takes part
+// (so a NaN in a hidden key or value still reaches the row). The fast kernel skips the
+// keys the causal rule and key lengths hide, so there it does not (tests/cli_test.py,
+// FAST_KERNEL_DIVERGES).
 Tensor reference_attention(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options,
                            ScoreSink* weights = nullptr, ScoreSink* logits = nullptr);
 
