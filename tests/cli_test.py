@@ -197,6 +197,17 @@ class CliTest(unittest.TestCase):
         self.assertEqual(read_text(out), "keep")
         self.assertEqual(sorted(os.listdir(self.dir)), ["k.npy", "out.npy", "w.npy"])
 
+    def test_longest_legal_output_name_is_written(self):
+        # NAME_MAX is 255: the temporary file beside a 254-byte name must still be legal.
+        name = "a" * 250 + ".npy"
+        p = run("convert", os.path.join(DATA, "q.npy"), self.path(name))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        np.testing.assert_array_equal(np.load(self.path(name)), np.load(os.path.join(DATA, "q.npy")))
+        self.assertEqual(os.listdir(self.dir), [name])
+        self.assert_error(run("convert", os.path.join(DATA, "q.npy"), self.path("b" * 256 + ".npy")), 1,
+                          "cannot create output file: File name too long")
+        self.assertEqual(os.listdir(self.dir), [name])
+
     # ---- values ---------------------------------------------------------------------
     def test_classic_example_matches_numpy(self):
         q, k, v = (np.load(os.path.join(DATA, f"{n}.npy")) for n in "qkv")

@@ -62,7 +62,10 @@ OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
     }
     struct stat target {};
     mode_t mode;
-    if (::stat(path_.c_str(), &target) == 0) {
+    const bool exists = ::stat(path_.c_str(), &target) == 0;
+    // A name too long, a file where a folder should be: fail now, not after the work.
+    if (!exists && errno != ENOENT) fail_errno(path_, "cannot create output file", errno);
+    if (exists) {
         if (S_ISDIR(target.st_mode)) throw Error(ErrorKind::Io, path_, "is a directory, expected a file to write");
         if (!S_ISREG(target.st_mode)) {
             // A device or a pipe (/dev/null, /dev/stdout, a FIFO): there is nothing to stage
@@ -79,7 +82,10 @@ OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
         ::umask(mask);
         mode = 0666 & ~mask;
     }
-    std::string temp = directory_of(path_) + "/." + base_of(path_) + ".tmp-XXXXXX";
+    // The temporary name adds 12 bytes to the target's: cut the base so that any name the
+    // file system allows as a target still gives a temporary name it allows (NAME_MAX 255).
+    constexpr std::size_t kMaxTempBase = 200;
+    std::string temp = directory_of(path_) + "/." + base_of(path_).substr(0, kMaxTempBase) + ".tmp-XXXXXX";
     fd_ = ::mkostemp(temp.data(), O_CLOEXEC);
     if (fd_ < 0) fail_errno(path_, "cannot create output file", errno);
     temp_path_ = temp;
