@@ -40,7 +40,11 @@ std::string one_line(std::string text) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) std::signal(s, on_fatal_signal);
+    // A signal the parent ignores stays ignored (a background job of a script ignores
+    // SIGINT; with SIGPIPE ignored a closed pipe is a write error, EPIPE, as in coreutils).
+    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) {
+        if (std::signal(s, on_fatal_signal) == SIG_IGN) std::signal(s, SIG_IGN);
+    }
 
     CLI::App app{
         "attn-cli - attention calculator: scaled dot-product and multi-head attention on tensor files,\n"
