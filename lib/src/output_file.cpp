@@ -105,6 +105,12 @@ OutputFile::~OutputFile() {
 
 void OutputFile::write(const char* data, std::size_t size) {
     if (committed_) throw Error(ErrorKind::Io, path_, "write after commit");
+    if (is_direct_) {
+        // Unbuffered, so that a device that refuses data (/dev/full) fails while a group of
+        // outputs is staged, before any of them is committed.
+        write_all(fd_, data, size, path_);
+        return;
+    }
     if (buffer_.size() + size > kBufferSize) {
         flush();
         if (size >= kBufferSize) {
