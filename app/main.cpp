@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <exception>
 #include <iostream>
+#include <regex>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -34,6 +35,21 @@ std::string one_line(std::string text) {
         if (c == '\n') c = ' ';
     }
     while (!text.empty() && text.back() == ' ') text.pop_back();
+    return text;
+}
+
+// CLI11's messages that do not start with the flag at fault, reworded so that they do.
+std::string usage_message(const std::string& text) {
+    static const std::pair<std::regex, const char*> kRewrites[] = {
+        {std::regex("^(.+) is required$"), "$1: required, not given"},
+        {std::regex("^The following argument was not expected: (.+)$"), "$1: unexpected argument"},
+        {std::regex("^The following arguments were not expected: (.+)$"), "$1: unexpected arguments"},
+        {std::regex("^(\\S+) excludes (\\S+)$"), "$1: cannot be combined with $2"},
+        {std::regex("^Could not convert: (\\S+) = (.*)$"), "$1: cannot read '$2'"},
+    };
+    for (const auto& [pattern, replacement] : kRewrites) {
+        if (std::regex_match(text, pattern)) return std::regex_replace(text, pattern, replacement);
+    }
     return text;
 }
 
@@ -95,7 +111,9 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        report(one_line(e.what()) + " (see attn-cli --help)");
+        // argv[1] is a known subcommand here (checked above) or a help/version flag.
+        const std::string help = argv[1][0] == '-' ? "attn-cli --help" : std::string("attn-cli ") + argv[1] + " --help";
+        report(usage_message(one_line(e.what())) + " (see " + help + ")");
         return kExitUsage;
     } catch (const attn::Error& e) {
         report(e.what());
