@@ -250,8 +250,8 @@ TEST_CASE("sdpa: results that cannot fit in memory are refused before anything i
         CHECK(weights.tensor().rank() == 0);  // begin() never came: nothing was allocated
     }
     TensorScoreSink logits;
-    const std::string m = test::error_of(
-        [&] { scaled_dot_product_attention(q, k, k, {}, nullptr, &logits); }, ErrorKind::Value);
+    const std::string m =
+        test::error_of([&] { scaled_dot_product_attention(q, k, k, {}, nullptr, &logits); }, ErrorKind::Value);
     CHECK(test::contains(m, "--logits: needs 4.0 TB for float32 output (1000, 1000, 1000, 1) + logits ("));
 }
 

@@ -86,8 +86,8 @@ TEST_CASE("tensor: storage that cannot fit in memory is refused before it is all
     CHECK(test::contains(message, " available"));
     test::error_of([&] { Tensor::zeros(DType::Float64, huge, "x.npy"); }, ErrorKind::Value);
     // Relative to what this machine has: twice the available memory.
-    const std::string relative = test::error_of(
-        [&] { check_memory(*available * 2, "q.npy", "the whole file"); }, ErrorKind::Value);
+    const std::string relative =
+        test::error_of([&] { check_memory(*available * 2, "q.npy", "the whole file"); }, ErrorKind::Value);
     CHECK(test::contains(relative, "q.npy: needs " + bytes_to_string(*available * 2) + " for the whole file, "));
     check_memory(1 << 20, "small", "a small buffer");  // below the checked size: no error
 }
@@ -115,7 +115,8 @@ TEST_CASE("tensor: the first non-finite value in row-major order") {
         CHECK(test::error_of([&] { check_finite(Tensor(a), "m.npy", true); }, ErrorKind::Value) ==
               "m.npy: non-finite value NaN at [1, 2, 3]");
         xt::xarray<double> d = {1.0, static_cast<double>(inf)};
-        CHECK(test::error_of([&] { check_finite(Tensor(d), "x"); }, ErrorKind::Value) == "x: non-finite value inf at [1]");
+        CHECK(test::error_of([&] { check_finite(Tensor(d), "x"); }, ErrorKind::Value) ==
+              "x: non-finite value inf at [1]");
         check_finite(Tensor(xt::xarray<float>{1.0f, -2.0f}), "finite");  // no error
     }
     SUBCASE("integer and bool tensors are always finite; a scalar has index []") {

@@ -69,10 +69,12 @@ Shapes check_shapes(const Shape& q, const Shape& k, const Shape& v) {
     s.S = k[k.size() - 2];
     s.Ev = v.back();
     if (k.back() != s.E) {
-        shape_error("-k/--key", "last dim must equal the query's E = " + std::to_string(s.E) + "; " + three_shapes(q, k, v));
+        shape_error("-k/--key",
+                    "last dim must equal the query's E = " + std::to_string(s.E) + "; " + three_shapes(q, k, v));
     }
     if (v[v.size() - 2] != s.S) {
-        shape_error("-v/--value", "dim -2 must equal the key's S = " + std::to_string(s.S) + "; " + three_shapes(q, k, v));
+        shape_error("-v/--value",
+                    "dim -2 must equal the key's S = " + std::to_string(s.S) + "; " + three_shapes(q, k, v));
     }
     const Shape bq = batch_dims(q), bk = batch_dims(k), bv = batch_dims(v);
     const std::size_t rank = std::max({bq.size(), bk.size(), bv.size()});
@@ -89,8 +91,8 @@ Shapes check_shapes(const Shape& q, const Shape& k, const Shape& v) {
         const bool grouped = r == 0 && bq.size() >= 1 && nq % nkv == 0 && nq > nkv;
         if (!broadcast && !grouped) {
             shape_error("-q/-k", "batch dims do not broadcast and " + std::to_string(nkv) +
-                                         " key/value heads do not divide " + std::to_string(nq) + " query heads; " +
-                                         three_shapes(q, k, v));
+                                     " key/value heads do not divide " + std::to_string(nq) + " query heads; " +
+                                     three_shapes(q, k, v));
         }
         if (grouped) n = nq;
         s.batch[rank - 1 - r] = n;
@@ -120,8 +122,8 @@ void check_padding_shape(const Shape& ps, const Shape& batch, std::size_t keys) 
     for (std::size_t d = 0; fits && d + 1 < ps.size(); ++d) fits = ps[d] == batch[d] || ps[d] == 1;
     if (!fits) {
         shape_error("--key-padding-mask", "expected shape (batch…, S) with leading batch dims of " +
-                                            shape_to_string(batch) + " and S = " + std::to_string(keys) + ", found " +
-                                            shape_to_string(ps));
+                                              shape_to_string(batch) + " and S = " + std::to_string(keys) + ", found " +
+                                              shape_to_string(ps));
     }
 }
 

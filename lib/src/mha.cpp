@@ -329,12 +329,13 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
     const std::size_t ekv = kv_heads * hd;
     if (w.k_weight.shape()[0] != ekv) {
         shape_error("--weights", "key/value projections have " + std::to_string(w.k_weight.shape()[0]) + " outputs; " +
-                                   std::to_string(kv_heads) + " kv heads of " + std::to_string(hd) + " need " +
-                                   std::to_string(ekv) + (options.kv_heads == 0 ? " (set --kv-heads?)" : ""));
+                                     std::to_string(kv_heads) + " kv heads of " + std::to_string(hd) + " need " +
+                                     std::to_string(ekv) + (options.kv_heads == 0 ? " (set --kv-heads?)" : ""));
     }
     const bool unbatched = query.rank() == 2;
     const Shape qs = query.shape(), ks = key.shape(), vs = value.shape();
-    for (auto [shape, name, dim] : {std::tuple{&qs, "-q/--query", e}, {&ks, "-k/--key", w.kdim()}, {&vs, "-v/--value", w.vdim()}}) {
+    for (auto [shape, name, dim] :
+         {std::tuple{&qs, "-q/--query", e}, {&ks, "-k/--key", w.kdim()}, {&vs, "-v/--value", w.vdim()}}) {
         if (shape->size() != (unbatched ? 2u : 3u) || shape->back() != dim) {
             shape_error(name, std::string("expected ") + (unbatched ? "(L, " : "(N, L, ") + std::to_string(dim) +
                                   ") like the query and the weights, found " + shape_to_string(*shape));
@@ -345,7 +346,7 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
     const std::size_t s = ks[ks.size() - 2];
     if ((!unbatched && (ks[0] != n || vs[0] != n)) || vs[vs.size() - 2] != s) {
         shape_error("-k/-v", "batch and length must agree: query " + shape_to_string(qs) + ", key " +
-                                     shape_to_string(ks) + ", value " + shape_to_string(vs));
+                                 shape_to_string(ks) + ", value " + shape_to_string(vs));
     }
 
     const detail::BlasThreads blas_threads(options.attention.threads);

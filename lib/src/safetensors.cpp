@@ -293,8 +293,8 @@ Layout parse_layout(std::string_view bytes, const std::string& name) {
 }
 
 Tensor decode_entry(std::string_view bytes, const Layout& layout, const Entry& entry, const std::string& name) {
-    return detail::decode_elements(entry.dtype->encoding, entry.shape,
-                                   bytes.data() + layout.buffer_start + entry.begin, name + ":" + entry.name);
+    return detail::decode_elements(entry.dtype->encoding, entry.shape, bytes.data() + layout.buffer_start + entry.begin,
+                                   name + ":" + entry.name);
 }
 
 std::vector<std::string> entry_names(const Layout& layout) {

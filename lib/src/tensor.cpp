@@ -226,7 +226,8 @@ void check_finite(const Tensor& tensor, const std::string& subject, bool allow_n
     const std::optional<NonFinite> found = first_non_finite(tensor, allow_negative_infinity);
     if (!found) return;
     std::string index = "[";
-    for (std::size_t d = 0; d < found->index.size(); ++d) index += (d > 0 ? ", " : "") + std::to_string(found->index[d]);
+    for (std::size_t d = 0; d < found->index.size(); ++d)
+        index += (d > 0 ? ", " : "") + std::to_string(found->index[d]);
     index += "]";
     const std::string value = std::isnan(found->value) ? "NaN" : found->value > 0 ? "inf" : "-inf";
     throw Error(ErrorKind::Value, subject,

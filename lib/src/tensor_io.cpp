@@ -34,7 +34,8 @@ std::string display_name(const std::string& path) { return path == "-" ? "<stdin
 class InputFile {
 public:
     explicit InputFile(const std::string& path) : path_(display_name(path)) {
-        if (path.empty()) throw Error(ErrorKind::Usage, "''", "empty file name (expected a tensor file, or - for standard input)");
+        if (path.empty())
+            throw Error(ErrorKind::Usage, "''", "empty file name (expected a tensor file, or - for standard input)");
         if (path == "-") {
             fd_ = STDIN_FILENO;
             owned_ = false;
