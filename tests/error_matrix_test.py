@@ -475,13 +475,18 @@ class FaultTest(unittest.TestCase):
 
     def test_sigint_ignored_by_the_parent_stays_ignored(self):
         self.big_tensor()
-        p = subprocess.Popen([CLI, "convert", "big.npy", "out.npy", "--dtype", "float64"], cwd=self.dir,
-                             stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-        self.wait_for_temp(p, "out.npy")
+        p = subprocess.Popen([CLI, "convert", "big.npy", "out.json"], cwd=self.dir, stderr=subprocess.PIPE,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        self.wait_for_temp(p, "out.json")
         p.send_signal(signal.SIGINT)
         _, err = p.communicate(timeout=300)
         self.assertEqual(p.returncode, 0, err)
-        self.assertEqual(np.load(self.path("out.npy"), mmap_mode="r").shape, (5000, 5000))
+        self.assertEqual(err, b"")
+        with open(self.path("out.json"), "rb") as f:
+            self.assertEqual(f.read(40), b'{"shape": [5000, 5000], "dtype": "float3')
+            f.seek(-2, os.SEEK_END)
+            self.assertEqual(f.read(), b"}\n")
+        self.assertEqual(sorted(os.listdir(self.dir)), ["big.npy", "out.json"])
 
     # ---- (b) a closed standard output -------------------------------------------------------
     def test_closed_stdout_ends_by_sigpipe_without_a_message(self):
