@@ -26,6 +26,7 @@ struct InspectFlags {
     std::string heatmap;
     std::string labels, query_labels, key_labels;
     bool ansi = false;
+    bool check_finite = false;
     std::size_t width = 0;
     CLI::Option* batch_option = nullptr;
     CLI::Option* head_option = nullptr;
@@ -144,6 +145,7 @@ void run_inspect(const InspectFlags& f) {
         throw Error(ErrorKind::Usage, "--heatmap", "expected a FILE.png to write, found '" + f.heatmap + "'");
     const std::string subject = f.scores == "-" ? "<stdin>" : f.scores;
     const Tensor weights = io::read_tensor(f.scores);
+    if (f.check_finite) check_finite(weights, subject, false, kCheckFiniteNote);
     const WeightsLayout layout = weights_layout(weights.shape(), subject);
 
     Labels query_labels, key_labels;
@@ -204,7 +206,8 @@ void setup_inspect(CLI::App& app) {
         "inspect", "Summarise attention weights (..., L, S): row sums, entropy, top-k keys; heatmaps");
     sub->add_option("SCORES", flags->scores, "Weights TENSOR (..., L, S): dim -3 is the head, earlier dims the batch")
         ->type_name("TENSOR")
-        ->required();
+        ->required()
+        ->check(file_name());
     sub->add_option("--top-k", flags->top_k, "Keys listed per query; 0: none")
         ->type_name("K")
         ->check(index_check())
@@ -219,20 +222,26 @@ void setup_inspect(CLI::App& app) {
     auto* json = sub->add_flag("--json", flags->json, "Print the report as JSON (schema in README.md)");
     sub->add_option("--heatmap", flags->heatmap,
                     "Write a PNG heatmap: one panel per head of --batch (default 0), colour bar, axis ticks")
-        ->type_name("FILE.png");
+        ->type_name("FILE.png")
+        ->check(file_name());
     auto* labels = sub->add_option("--labels", flags->labels, "Token per line for both axes (the queries are the keys)")
-                       ->type_name("FILE");
+                       ->type_name("FILE")
+                       ->check(file_name());
     sub->add_option("--query-labels", flags->query_labels, "Token per line for the query axis")
         ->type_name("FILE")
+        ->check(file_name())
         ->excludes(labels);
     sub->add_option("--key-labels", flags->key_labels, "Token per line for the key axis")
         ->type_name("FILE")
+        ->check(file_name())
         ->excludes(labels);
     sub->add_flag("--ansi", flags->ansi, "Draw one batch/head (default 0/0) as coloured cells instead of the table")
         ->excludes(json);
     flags->width_option = sub->add_option("--width", flags->width, "Columns for --ansi; default: the terminal's")
                               ->type_name("N")
-                              ->check(CLI::Range(std::size_t{8}, std::size_t{100000}));
+                              ->check(integer_in(8, 100000));
+    sub->add_flag("--check-finite", flags->check_finite,
+                  "Refuse weights holding NaN or an infinity (without it they are counted per head)");
     sub->footer(
         "Examples:\n"
         "  attn-cli inspect weights.npy                          # table per batch/head, top-3 keys per query\n"

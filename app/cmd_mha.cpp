@@ -29,7 +29,14 @@ void run_mha(const MhaFlags& f) {
     }
     MhaWeights weights;
     if (!f.weights.empty()) {
-        weights = mha_weights_from_state_dict(io::read_tensor_archive(f.weights), f.weights_prefix, f.weights);
+        const io::NamedTensors state_dict = io::read_tensor_archive(f.weights);
+        if (f.attention.check_finite) {
+            for (const auto& [name, tensor] : state_dict) {
+                if (name.compare(0, f.weights_prefix.size(), f.weights_prefix) != 0) continue;  // not read
+                check_finite(tensor, tensor_subject(f.weights) + ":" + name, false, kCheckFiniteNote);
+            }
+        }
+        weights = mha_weights_from_state_dict(state_dict, f.weights_prefix, f.weights);
     } else {
         const std::size_t rank = query.rank();
         MhaInit init;
@@ -74,7 +81,7 @@ void setup_mha(CLI::App& app) {
     CLI::App* sub = app.add_subcommand("mha", "Multi-head attention with projections (torch.nn.MultiheadAttention)");
     sub->add_option("--heads", flags->heads, "Number of heads H; E must divide by H")
         ->required()
-        ->check(CLI::PositiveNumber);
+        ->check(positive_integer());
     add_attention_flags(*sub, flags->attention,
                         {"Query TENSOR (N, L, E) or unbatched (L, E)", "Key TENSOR (N, S, kdim); default: the query",
                          "Value TENSOR (N, S, vdim); default: the key", "OUT for the output (N, L, E)",
@@ -84,18 +91,23 @@ void setup_mha(CLI::App& app) {
                          "(the opposite of PyTorch MHA's bool attn_mask), or float added",
                          "TENSOR (N, S): bool true = padding, or float added"});
     sub->add_option("--kv-heads", flags->kv_heads, "Key/value heads G for grouped-query attention (G divides H)")
-        ->check(CLI::PositiveNumber);
-    sub->add_option("--weights", flags->weights,
-                    "Weights FILE (.npz, .safetensors, .json) with PyTorch state_dict names (in_proj_weight, "
-                    "out_proj.weight, ...) or q_proj.weight/k_proj.weight/v_proj.weight/o_proj.weight");
+        ->check(positive_integer());
+    sub->add_option(
+           "--weights", flags->weights,
+           "Weights FILE (.npz, .safetensors, .json) with PyTorch state_dict names (in_proj_weight, "
+           "out_proj.weight, ...) or q_proj.weight/k_proj.weight/v_proj.weight/o_proj.weight; with --check-finite "
+           "every tensor read must be finite")
+        ->check(file_name());
     sub->add_option("--weights-prefix", flags->weights_prefix,
                     "Read names under this prefix, e.g. 'encoder.layers.0.self_attn.'");
     flags->seed_option = sub->add_option("--seed", flags->seed,
-                                         "Without --weights: initialise as PyTorch does after torch.manual_seed(S)");
+                                         "Without --weights: initialise as PyTorch does after torch.manual_seed(S)")
+                             ->check(seed_value());
     sub->add_flag("--no-bias", flags->no_bias, "With --seed: no projection biases (PyTorch bias=False)");
     sub->add_flag("--add-bias-kv", flags->add_bias_kv, "With --seed: add bias_k/bias_v (PyTorch add_bias_kv)");
     sub->add_option("--save-weights", flags->save_weights,
-                    "Write the weights used (.npz, .safetensors, .json) for PyTorch's load_state_dict");
+                    "Write the weights used (.npz, .safetensors, .json) for PyTorch's load_state_dict")
+        ->check(file_name());
     sub->add_flag("--add-zero-attn", flags->add_zero_attn, "Append a zero key and value (PyTorch add_zero_attn)");
     sub->add_flag("--average-heads", flags->average_heads,
                   "Weights averaged over heads (N, L, S), PyTorch's default; else per head (N, H, L, S)");

@@ -18,11 +18,7 @@ struct RandomFlags {
 };
 
 void run_random(const RandomFlags& f) {
-    Shape shape;
-    for (long long d : f.shape) {
-        if (d < 0) throw Error(ErrorKind::Usage, "--shape", "expected non-negative sizes, found " + std::to_string(d));
-        shape.push_back(static_cast<std::size_t>(d));
-    }
+    const Shape shape(f.shape.begin(), f.shape.end());  // non-negative: the validator saw to it
     const Tensor tensor =
         random_tensor(shape, f.distribution == "normal" ? Distribution::Normal : Distribution::Uniform, f.seed,
                       *dtype_from_name(f.dtype));
@@ -35,15 +31,18 @@ void setup_random(CLI::App& app) {
     auto flags = std::make_shared<RandomFlags>();
     CLI::App* sub =
         app.add_subcommand("random", "Random test tensors; uniform ones equal torch.rand after torch.manual_seed");
-    sub->add_option("--shape", flags->shape, "Shape, comma-separated: 2,5,64")->required()->delimiter(',');
+    sub->add_option("--shape", flags->shape, "Shape, comma-separated: 2,5,64")
+        ->required()
+        ->delimiter(',')
+        ->check(non_negative_integer());
     sub->add_option("--dist", flags->distribution, "uniform: U[0,1) like torch.rand; normal: N(0,1) (Box-Muller)")
         ->check(CLI::IsMember({"uniform", "normal"}))
         ->capture_default_str();
-    sub->add_option("--seed", flags->seed, "Seed (torch.manual_seed)")->capture_default_str();
+    sub->add_option("--seed", flags->seed, "Seed (torch.manual_seed)")->capture_default_str()->check(seed_value());
     sub->add_option("--dtype", flags->dtype, "float32 or float64")
         ->check(CLI::IsMember({"float32", "float64"}))
         ->capture_default_str();
-    sub->add_option("-o,--output", flags->output, "OUT")->capture_default_str();
+    sub->add_option("-o,--output", flags->output, "OUT")->capture_default_str()->check(file_name());
     add_output_flags(*sub, flags->out);
     sub->footer(
         "Examples:\n"

@@ -41,7 +41,8 @@ void setup_sdpa(CLI::App& app) {
          "OUT for the scaled logits (..., L, S) after masks (-inf where masked)",
          "Mask TENSOR broadcastable to (..., L, S): bool true = may attend, or float added to the logits",
          "TENSOR (batch..., S): bool true = padding (key ignored), or float added"});
-    flags->scale_option = sub->add_option("--scale", flags->scale, "Logit scale; default 1/sqrt(E)");
+    flags->scale_option =
+        sub->add_option("--scale", flags->scale, "Logit scale; default 1/sqrt(E)")->check(finite_number());
     sub->footer(
         "Examples:\n"
         "  attn-cli sdpa -q data/q.npy -k data/k.npy -v data/v.npy                 # output as JSON on stdout\n"

@@ -17,6 +17,23 @@
 
 namespace attn::cli {
 
+// Validators whose messages say what was expected and what was found (CLI11's own would
+// print "Value 0 not in range 0.000000 to 1.797693e+308" or "Could not convert").
+CLI::Validator positive_integer();
+CLI::Validator non_negative_integer();
+CLI::Validator integer_in(long long low, long long high);
+CLI::Validator finite_number();
+// torch.manual_seed's range, -2^63 to 2^64 - 1 (a negative seed wraps round as in torch).
+CLI::Validator seed_value();
+// A file name, or - for standard input or output; never empty.
+CLI::Validator file_name();
+
+// How errors name a TENSOR argument: the argument itself, <stdin> for "-".
+std::string tensor_subject(const std::string& spec);
+// With --check-finite: what the error adds after the position of a non-finite value.
+inline constexpr const char* kCheckFiniteNote = "--check-finite";
+inline constexpr const char* kCheckFiniteMaskNote = "--check-finite; -inf, masked, is allowed in a float mask";
+
 // Flags that choose how OUT arguments are written.
 struct OutputFlags {
     std::string format;  // "", "json" or "npy": forces the format (needed for "-")
@@ -64,6 +81,7 @@ struct AttentionFlags {
     std::string dtype = "auto";
     int threads = 0;
     bool no_progress = false;
+    bool check_finite = false;
     OutputFlags out;
 };
 
@@ -80,7 +98,8 @@ struct AttentionHelp {
 };
 void add_attention_flags(CLI::App& app, AttentionFlags& flags, const AttentionHelp& help);
 
-// Q, K and V as given; K defaults to Q and V to K without copying them.
+// Q, K and V as given; K defaults to Q and V to K without copying them. With
+// --check-finite, a NaN or infinity in any of them is an error naming the file.
 class AttentionInputs {
 public:
     explicit AttentionInputs(const AttentionFlags& flags);
@@ -93,7 +112,8 @@ private:
     std::optional<Tensor> key_, value_;
 };
 
-// The options the shared flags ask for (reads the mask tensors).
+// The options the shared flags ask for (reads the mask tensors; with --check-finite a NaN
+// or +inf in a float mask is an error, -inf means masked and is allowed).
 AttentionOptions attention_options(const AttentionFlags& flags);
 
 }  // namespace attn::cli

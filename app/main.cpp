@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <exception>
 #include <iostream>
+#include <regex>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -37,10 +38,29 @@ std::string one_line(std::string text) {
     return text;
 }
 
+// CLI11's messages that do not start with the flag at fault, reworded so that they do.
+std::string usage_message(const std::string& text) {
+    static const std::pair<std::regex, const char*> kRewrites[] = {
+        {std::regex("^(.+) is required$"), "$1: required, not given"},
+        {std::regex("^The following argument was not expected: (.+)$"), "$1: unexpected argument"},
+        {std::regex("^The following arguments were not expected: (.+)$"), "$1: unexpected arguments"},
+        {std::regex("^(\\S+) excludes (\\S+)$"), "$1: cannot be combined with $2"},
+        {std::regex("^Could not convert: (\\S+) = (.*)$"), "$1: cannot read '$2'"},
+    };
+    for (const auto& [pattern, replacement] : kRewrites) {
+        if (std::regex_match(text, pattern)) return std::regex_replace(text, pattern, replacement);
+    }
+    return text;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) std::signal(s, on_fatal_signal);
+    // A signal the parent ignores stays ignored (a background job of a script ignores
+    // SIGINT; with SIGPIPE ignored a closed pipe is a write error, EPIPE, as in coreutils).
+    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) {
+        if (std::signal(s, on_fatal_signal) == SIG_IGN) std::signal(s, SIG_IGN);
+    }
 
     CLI::App app{
         "attn-cli - attention calculator: scaled dot-product and multi-head attention on tensor files,\n"
@@ -67,7 +87,11 @@ int main(int argc, char** argv) {
 
     try {
         // CLI11 would only say "a subcommand is required"; name what was wrong instead.
-        if (argc > 1) {
+        if (argc == 1) {
+            report("missing subcommand (expected one of sdpa, mha, convert, random, inspect; see attn-cli --help)");
+            return kExitUsage;
+        }
+        {
             const std::string first = argv[1];
             bool known = first == "-h" || first == "--help" || first == "--version";
             for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
@@ -87,7 +111,9 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        report(one_line(e.what()) + " (see attn-cli --help)");
+        // argv[1] is a known subcommand here (checked above) or a help/version flag.
+        const std::string help = argv[1][0] == '-' ? "attn-cli --help" : std::string("attn-cli ") + argv[1] + " --help";
+        report(usage_message(one_line(e.what())) + " (see " + help + ")");
         return kExitUsage;
     } catch (const attn::Error& e) {
         report(e.what());

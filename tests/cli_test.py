@@ -17,7 +17,7 @@ import numpy as np
 CLI = None
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "data")
-
+NONFINITE = os.path.join(HERE, "data", "nonfinite")
 
 def run(*args, stdin=None, cwd=None):
     return subprocess.run([CLI, *args], input=stdin, capture_output=True, cwd=cwd, timeout=120)
@@ -46,6 +46,22 @@ def sdpa_reference(q, k, v, allowed=None, scale=None):
     s = e.sum(-1, keepdims=True)
     w = np.where(s > 0, e / np.where(s > 0, s, 1), 0)
     return w @ v, w
+
+
+def assert_like_torch(test, got, want, what):
+    """NaN where torch has NaN, the same infinities, finite values close."""
+    got, want = got.astype(np.float64), want.astype(np.float64)
+    test.assertEqual(got.shape, want.shape, what)
+    nan_differs = np.argwhere(np.isnan(got) != np.isnan(want))
+    test.assertEqual(nan_differs.tolist(), [], f"{what}: NaN positions differ (attn-cli, torch)")
+    for sign in (np.isposinf, np.isneginf):
+        test.assertEqual(np.argwhere(sign(got) != sign(want)).tolist(), [], f"{what}: infinities differ")
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-5, atol=1e-5, err_msg=what)
+
+
+def nonfinite_cases():
+    return sorted(f[:-4] for f in os.listdir(NONFINITE) if f.endswith(".npz"))
 
 
 class CliTest(unittest.TestCase):
@@ -156,6 +172,17 @@ class CliTest(unittest.TestCase):
         self.assertEqual(read_text(out), "keep")
         self.assertEqual(sorted(os.listdir(self.dir)), ["k.npy", "out.npy", "w.npy"])
 
+    def test_longest_legal_output_name_is_written(self):
+        # NAME_MAX is 255: the temporary file beside a 254-byte name must still be legal.
+        name = "a" * 250 + ".npy"
+        p = run("convert", os.path.join(DATA, "q.npy"), self.path(name))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        np.testing.assert_array_equal(np.load(self.path(name)), np.load(os.path.join(DATA, "q.npy")))
+        self.assertEqual(os.listdir(self.dir), [name])
+        self.assert_error(run("convert", os.path.join(DATA, "q.npy"), self.path("b" * 256 + ".npy")), 1,
+                          "cannot create output file: File name too long")
+        self.assertEqual(os.listdir(self.dir), [name])
+
     # ---- values ---------------------------------------------------------------------
     def test_classic_example_matches_numpy(self):
         q, k, v = (np.load(os.path.join(DATA, f"{n}.npy")) for n in "qkv")
@@ -245,6 +272,64 @@ class CliTest(unittest.TestCase):
         p = run("mha", "--heads", "2", "-q", os.path.join(DATA, "q.npy"), "--weights", w, "--seed", "1")
         self.assert_error(p, 2, "--seed")
 
+    # ---- non-finite values ------------------------------------------------------------
+    def sdpa_nonfinite(self, name):
+        """attn-cli's output and weights for tests/data/nonfinite/NAME.npz, and torch's."""
+        path = os.path.join(NONFINITE, name + ".npz")
+        case = np.load(path)
+        args = ["sdpa", "-q", path + ":q", "-k", path + ":k", "-v", path + ":v", "-o", self.path("o.npy")]
+        if "mask" in case:
+            args += ["--mask", path + ":mask"]
+        if "causal" in case:
+            args += ["--causal"]
+        if "key_lengths" in case:
+            args += ["--key-lengths", ",".join(str(n) for n in case["key_lengths"])]
+        p = run(*args, "-s", self.path("w.npy"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stderr, b"")
+        out = np.load(self.path("o.npy"))
+        # Without weights the kernel takes its other path (online softmax): same output.
+        p = run(*args)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        np.testing.assert_allclose(np.load(self.path("o.npy")), out, rtol=1e-5, atol=1e-6, equal_nan=True,
+                                   err_msg=name + ": output without weights")
+        return out, np.load(self.path("w.npy")), case["torch_out"], case["torch_weights"]
+
+    def test_nonfinite_inputs_propagate_as_in_torch(self):
+        # Keys hidden by the causal rule or key lengths count too (math attention adds
+        # -inf to their logits and multiplies their values by 0): NaN there reaches rows.
+        cases = nonfinite_cases()
+        self.assertEqual(len(cases), 27)
+        for name in cases:
+            with self.subTest(case=name):
+                out, w, torch_out, torch_w = self.sdpa_nonfinite(name)
+                assert_like_torch(self, out, torch_out, name + ": output")
+                assert_like_torch(self, w, torch_w, name + ": weights")
+        # What the cases show, spelled out: a NaN key poisons every row, a NaN query only
+        # its own, and a row masked entirely by -inf is zeros, not NaN.
+        out, _, _, _ = self.sdpa_nonfinite("nan_k")
+        self.assertTrue(np.isnan(out).all())
+        out, _, _, _ = self.sdpa_nonfinite("nan_q")
+        self.assertEqual(np.isnan(out).any(-1).tolist(), [False, True, False, False])
+        out, w, _, _ = self.sdpa_nonfinite("neginf_float_mask_rows")
+        self.assertTrue((w[2] == 0).all() and (out[2] == 0).all())
+        self.assertTrue(np.isfinite(out).all())
+
+    def test_check_finite_passes_finite_inputs_and_masked_minus_inf(self):
+        q = os.path.join(DATA, "q.npy")
+        mask = self.path("m.npy")
+        m = np.zeros((5, 5), np.float32)
+        m[:, 4] = -np.inf
+        np.save(mask, m)
+        a = run("sdpa", "-q", q, "--mask", mask, "--format", "npy")
+        b = run("sdpa", "-q", q, "--mask", mask, "--format", "npy", "--check-finite")
+        self.assertEqual(b.returncode, 0, b.stderr)
+        self.assertEqual(a.stdout, b.stdout)
+        c = run("mha", "--heads", "8", "-q", q, "--weights", os.path.join(DATA, "mha_weights.npz"), "--check-finite")
+        self.assertEqual(c.returncode, 0, c.stderr)
+        self.assertEqual(load_json(c.stdout).shape, (2, 5, 64))
+        self.assertEqual(run("convert", q, "-", "--check-finite").returncode, 0)
+
     # ---- pipelines and formats -------------------------------------------------------
     def test_pipeline_through_stdin_and_stdout(self):
         r = run("random", "--shape", "2,5,64", "--seed", "0", "--format", "npy")
@@ -302,16 +387,22 @@ class CliTest(unittest.TestCase):
     def test_streamed_scores_on_a_full_disk_leave_nothing(self):
         mount = self.path("small")
         os.mkdir(mount)
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mount], capture_output=True).returncode:
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mount], capture_output=True).returncode:
             self.skipTest("cannot mount a tmpfs here (needs root)")
         try:
-            q = self.path("q.npy")
-            np.save(q, np.random.default_rng(6).standard_normal((1, 4, 512, 8), dtype=np.float32))
-            for out in ("w.npy", "w.json"):  # 4 MiB of weights (more as JSON) into 1 MiB
-                p = run("sdpa", "-q", q, "--threads", "2", "-o", self.path("o.npy"), "-s", os.path.join(mount, out))
-                self.assert_error(p, 1, os.path.join(mount, out), "No space left on device")
-                self.assertEqual(os.listdir(mount), [])
-                self.assertFalse(os.path.exists(self.path("o.npy")))
+            rng = np.random.default_rng(6)
+            big, small = self.path("big.npy"), self.path("small.npy")
+            np.save(big, rng.standard_normal((1, 16, 512, 8), dtype=np.float32))
+            np.save(small, rng.standard_normal((1, 4, 512, 8), dtype=np.float32))
+            # 16 MiB of .npy weights: refused before any work, the sizes named.
+            p = run("sdpa", "-q", big, "--threads", "2", "-o", self.path("o.npy"), "-s", os.path.join(mount, "w.npy"))
+            self.assert_error(p, 1, os.path.join(mount, "w.npy"), "needs 16.8 MB on its file system, 8.4 MB free")
+            # 1M weights as JSON: more than 3 bytes each, so the disk fills while they stream.
+            p = run("sdpa", "-q", small, "--threads", "2", "-o", self.path("o.npy"),
+                    "-s", os.path.join(mount, "w.json"))
+            self.assert_error(p, 1, os.path.join(mount, "w.json"), "No space left on device")
+            self.assertEqual(os.listdir(mount), [])
+            self.assertFalse(os.path.exists(self.path("o.npy")))
         finally:
             subprocess.run(["umount", mount], check=True)
 

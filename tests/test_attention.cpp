@@ -3,11 +3,13 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <limits>
 
 #include <xtensor/xview.hpp>
 
 #include "attn/attention.hpp"
+#include "attn/io.hpp"
 #include "attn/random.hpp"
 #include "test_support.hpp"
 
@@ -246,9 +248,85 @@ TEST_CASE("sdpa: NaN inputs propagate as in PyTorch") {
     const Tensor out = scaled_dot_product_attention(Tensor(q2), Tensor(kn), Tensor(kn), o);
     CHECK(std::isnan(out.values<float>()(0, 0)));
     CHECK(std::isnan(out.values<float>()(1, 1)));
-    o.key_lengths = {299};  // the NaN key is not visible: finite
+    // Hidden by the key length, the NaN key still reaches every row, as in PyTorch's
+    // math attention (−inf added to a NaN logit is NaN; 0 times a NaN value is NaN).
+    o.key_lengths = {299};
     const Tensor hidden = scaled_dot_product_attention(Tensor(q2), Tensor(kn), Tensor(kn), o);
-    CHECK(std::isfinite(hidden.values<float>()(0, 0)));
+    CHECK(std::isnan(hidden.values<float>()(0, 0)));
+    CHECK(test::max_abs_diff(hidden, reference_attention(Tensor(q2), Tensor(kn), Tensor(kn), o)) == 0);
+}
+
+TEST_CASE("sdpa: results that cannot fit in memory are refused before anything is computed") {
+    // Q (1000, 1, 1000, 1) and K (1, 1000, 1000, 1) broadcast to weights (1000, 1000, 1000, 1000):
+    // 4 TB of float32 from 4 MB of inputs.
+    const Tensor q = Tensor::zeros(DType::Float32, {1000, 1, 1000, 1});
+    const Tensor k = Tensor::zeros(DType::Float32, {1, 1000, 1000, 1});
+    for (bool reference : {false, true}) {
+        TensorScoreSink weights;
+        const std::string m = test::error_of(
+            [&] {
+                if (reference) {
+                    reference_attention(q, k, k, {}, &weights);
+                } else {
+                    scaled_dot_product_attention(q, k, k, {}, &weights);
+                }
+            },
+            ErrorKind::Value);
+        CHECK(m.rfind("-s/--scores: needs 4.0 TB for float32 output (1000, 1000, 1000, 1) + weights (1000, 1000, "
+                      "1000, 1000), ",
+                      0) == 0);
+        CHECK(weights.tensor().rank() == 0);  // begin() never came: nothing was allocated
+    }
+    TensorScoreSink logits;
+    const std::string m =
+        test::error_of([&] { scaled_dot_product_attention(q, k, k, {}, nullptr, &logits); }, ErrorKind::Value);
+    CHECK(test::contains(m, "--logits: needs 4.0 TB for float32 output (1000, 1000, 1000, 1) + logits ("));
+}
+
+// NaN where `expected` (torch's float64 result) has NaN, the same infinities, and the
+// finite values close.
+void check_like_torch(const Tensor& got, const Tensor& expected, const std::string& what) {
+    INFO(what);
+    REQUIRE(got.shape() == expected.shape());
+    const xt::xarray<double> a = got.cast<double>(), b = expected.cast<double>();
+    std::size_t mismatches = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        const double x = a.data()[i], y = b.data()[i];
+        const bool same = std::isnan(y)   ? std::isnan(x)
+                          : std::isinf(y) ? x == y
+                                          : std::isfinite(x) && std::abs(x - y) <= 1e-5 + 1e-5 * std::abs(y);
+        if (!same && ++mismatches <= 3) CHECK_MESSAGE(same, "element " << i << ": " << x << ", torch " << y);
+    }
+    CHECK(mismatches == 0);
+}
+
+TEST_CASE("sdpa: the reference propagates NaN and infinities as PyTorch's math attention does") {
+    // tests/data/nonfinite: torch 1.13's results (make_nonfinite_fixtures.py), NaN/Inf in
+    // Q, K, V and masks, visible or hidden by a mask, the causal rule or key lengths.
+    std::size_t cases = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(test::data_path("nonfinite"))) {
+        if (entry.path().extension() != ".npz") continue;
+        const io::NamedTensors arrays = io::read_tensor_archive(entry.path().string());
+        auto get = [&](const std::string& name) -> const Tensor* {
+            for (const auto& [n, t] : arrays) {
+                if (n == name) return &t;
+            }
+            return nullptr;
+        };
+        AttentionOptions options;
+        if (const Tensor* m = get("mask")) options.mask = *m;
+        if (get("causal")) options.causal = Causal::TopLeft;
+        if (const Tensor* lengths = get("key_lengths")) {
+            for (std::int64_t n : lengths->values<std::int64_t>()) options.key_lengths.push_back(std::size_t(n));
+        }
+        TensorScoreSink weights;
+        const Tensor out = reference_attention(*get("q"), *get("k"), *get("v"), options, &weights);
+        const std::string name = entry.path().stem().string();
+        check_like_torch(out, *get("torch_out"), name + ": output");
+        check_like_torch(weights.tensor(), *get("torch_weights"), name + ": weights");
+        ++cases;
+    }
+    CHECK(cases == 27);
 }
 
 TEST_CASE("sdpa: shape errors name both shapes") {
@@ -270,7 +348,7 @@ TEST_CASE("sdpa: shape errors name both shapes") {
     AttentionOptions bad_mask;
     bad_mask.mask = Tensor(xt::xarray<bool>(xt::ones<bool>({3, 4})));
     m = test::error_of([&] { scaled_dot_product_attention(q, q, q, bad_mask); }, ErrorKind::Shape);
-    CHECK(test::contains(m, "mask: shape (3, 4) does not broadcast to the scores (2, 3, 3)"));
+    CHECK(test::contains(m, "--mask: shape (3, 4) does not broadcast to the scores (2, 3, 3)"));
     AttentionOptions int_mask;
     int_mask.mask = Tensor(xt::xarray<int>(xt::ones<int>({3, 3})));
     m = test::error_of([&] { scaled_dot_product_attention(q, q, q, int_mask); }, ErrorKind::Value);

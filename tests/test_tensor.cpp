@@ -1,6 +1,9 @@
 // attn::Tensor: dtypes, shapes, conversions.
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <limits>
+
 #include "test_support.hpp"
 
 using namespace attn;
@@ -60,4 +63,66 @@ TEST_CASE("tensor: shapes whose non-zero dims overflow are refused even without 
     CHECK(test::contains(test::error_of([&] { checked_element_count(huge, "x"); }, ErrorKind::Value), "too many elements"));
     test::error_of([&] { Tensor::empty(DType::Float32, huge); }, ErrorKind::Value);
     CHECK(Tensor::empty(DType::Float32, {0, 1u << 20, 3}).size() == 0);
+}
+
+TEST_CASE("tensor: byte counts print in decimal units") {
+    CHECK(bytes_to_string(0) == "0 bytes");
+    CHECK(bytes_to_string(999) == "999 bytes");
+    CHECK(bytes_to_string(1000) == "1.0 kB");
+    CHECK(bytes_to_string(21'300'000'000) == "21.3 GB");
+    CHECK(bytes_to_string(999'960'000) == "1.0 GB");
+    CHECK(bytes_to_string(40'000'000'000'000) == "40.0 TB");
+}
+
+TEST_CASE("tensor: storage that cannot fit in memory is refused before it is allocated") {
+    const std::optional<std::size_t> available = available_memory();
+    REQUIRE(available.has_value());  // Linux: /proc/meminfo has MemAvailable
+    CHECK(*available > 0);
+    // 2^52 bytes of float32: more than any machine has, strides far from overflowing.
+    const Shape huge{std::size_t(1) << 20, std::size_t(1) << 20, std::size_t(1) << 10};
+    const std::string message =
+        test::error_of([&] { Tensor::empty(DType::Float32, huge, "--shape"); }, ErrorKind::Value);
+    CHECK(message.rfind("--shape: needs 4.5 PB for float32 (1048576, 1048576, 1024), ", 0) == 0);
+    CHECK(test::contains(message, " available"));
+    test::error_of([&] { Tensor::zeros(DType::Float64, huge, "x.npy"); }, ErrorKind::Value);
+    // Relative to what this machine has: twice the available memory.
+    const std::string relative =
+        test::error_of([&] { check_memory(*available * 2, "q.npy", "the whole file"); }, ErrorKind::Value);
+    CHECK(test::contains(relative, "q.npy: needs " + bytes_to_string(*available * 2) + " for the whole file, "));
+    check_memory(1 << 20, "small", "a small buffer");  // below the checked size: no error
+}
+
+TEST_CASE("tensor: the first non-finite value in row-major order") {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    const float inf = std::numeric_limits<float>::infinity();
+    xt::xarray<float> a = xt::zeros<float>({2, 3, 4});
+    CHECK_FALSE(first_non_finite(Tensor(a)).has_value());
+    a(1, 2, 3) = nan;
+    a(1, 0, 1) = -inf;
+    const auto found = first_non_finite(Tensor(a));
+    REQUIRE(found.has_value());
+    CHECK(found->index == Shape{1, 0, 1});
+    CHECK(found->value == -static_cast<double>(inf));
+    SUBCASE("-inf allowed, as in an additive mask") {
+        const auto masked = first_non_finite(Tensor(a), true);
+        REQUIRE(masked.has_value());
+        CHECK(masked->index == Shape{1, 2, 3});
+        CHECK(std::isnan(masked->value));
+    }
+    SUBCASE("the error names the subject, the value and its index") {
+        CHECK(test::error_of([&] { check_finite(Tensor(a), "q.npy", false, "--check-finite"); }, ErrorKind::Value) ==
+              "q.npy: non-finite value -inf at [1, 0, 1] (--check-finite)");
+        CHECK(test::error_of([&] { check_finite(Tensor(a), "m.npy", true); }, ErrorKind::Value) ==
+              "m.npy: non-finite value NaN at [1, 2, 3]");
+        xt::xarray<double> d = {1.0, static_cast<double>(inf)};
+        CHECK(test::error_of([&] { check_finite(Tensor(d), "x"); }, ErrorKind::Value) ==
+              "x: non-finite value inf at [1]");
+        check_finite(Tensor(xt::xarray<float>{1.0f, -2.0f}), "finite");  // no error
+    }
+    SUBCASE("integer and bool tensors are always finite; a scalar has index []") {
+        CHECK_FALSE(first_non_finite(Tensor(xt::xarray<std::int32_t>{1, 2})).has_value());
+        CHECK_FALSE(first_non_finite(Tensor(xt::xarray<bool>{true})).has_value());
+        CHECK(test::error_of([&] { check_finite(Tensor(xt::xarray<double>(nan)), "s"); }, ErrorKind::Value) ==
+              "s: non-finite value NaN at []");
+    }
 }

@@ -89,8 +89,10 @@ struct Task {
     std::size_t b = 0, i0 = 0, rows = 0, cols = 0, min_end = 0;
 };
 
+// `skip_hidden`: keys no query of the block sees are left out (see skips_hidden_keys).
 template <class T>
-Task make_task(const detail::AttentionProblem<T>& p, std::size_t index, std::size_t blocks_per_matrix, Scratch<T>& s) {
+Task make_task(const detail::AttentionProblem<T>& p, std::size_t index, std::size_t blocks_per_matrix, bool skip_hidden,
+               Scratch<T>& s) {
     Task t;
     t.b = index / blocks_per_matrix;
     t.i0 = (index % blocks_per_matrix) * kQueryBlock;
@@ -101,7 +103,38 @@ Task make_task(const detail::AttentionProblem<T>& p, std::size_t index, std::siz
         t.cols = std::max(t.cols, s.end[r]);
         t.min_end = std::min(t.min_end, s.end[r]);
     }
+    if (!skip_hidden) t.cols = p.S;
     return t;
+}
+
+// Whether every value is finite: x·0 is NaN exactly for NaN and ±inf (vectorises).
+template <class T>
+bool all_finite(const T* values, std::size_t n) {
+    T probe = 0;
+    for (std::size_t i = 0; i < n; ++i) probe += values[i] * T(0);
+    return probe == T(0);
+}
+
+// The causal rule and key lengths hide keys by adding −inf to their logits, as PyTorch's
+// math attention does, and multiply their value rows by a weight of 0: with finite
+// inputs that is the same as leaving them out, which is what makes causal attention
+// cheap. A NaN or infinity in Q, K or V (or NaN/+inf in a mask) would reach the results
+// through hidden keys too (NaN − inf is NaN, 0·NaN is NaN): then every key is computed.
+template <class T>
+bool skips_hidden_keys(const detail::AttentionProblem<T>& p) {
+    const bool hides = p.causal != Causal::None ||
+                       std::any_of(p.key_length.begin(), p.key_length.end(), [&](std::size_t n) { return n < p.S; });
+    if (!hides) return true;  // nothing to skip, nothing to scan
+    for (const auto* x : {&*p.q, &*p.k, &*p.v}) {
+        if (!all_finite(x->data(), (*x)->size())) return false;
+    }
+    const T inf = std::numeric_limits<T>::infinity();
+    for (const auto& term : p.terms) {
+        if (std::any_of(term.values.begin(), term.values.end(), [&](T x) { return std::isnan(x) || x == inf; })) {
+            return false;
+        }
+    }
+    return true;
 }
 
 template <class T>
@@ -114,7 +147,7 @@ void pack_queries(const detail::AttentionProblem<T>& p, const Task& t, Scratch<T
 }
 
 // Sᵀ(j, ·) for keys j0 + [0, n): the scaled logits times `unit` (1, or log2e for exp2),
-// plus the masks times `unit`, −inf where a query may not see the key.
+// plus the masks times `unit`, plus −inf where a query may not see the key.
 template <class T>
 void logits_tile(const detail::AttentionProblem<T>& p, const Task& t, Scratch<T>& s, std::size_t j0, std::size_t n,
                  T unit) {
@@ -130,7 +163,7 @@ void logits_tile(const detail::AttentionProblem<T>& p, const Task& t, Scratch<T>
     if (j0 + n > t.min_end) {  // an edge tile of the causal rule or key lengths
         const T ninf = -std::numeric_limits<T>::infinity();
         for (std::size_t r = 0; r < t.rows; ++r) {
-            for (std::size_t j = std::max(s.end[r], j0); j < j0 + n; ++j) tile[(j - j0) * kQueryBlock + r] = ninf;
+            for (std::size_t j = std::max(s.end[r], j0); j < j0 + n; ++j) tile[(j - j0) * kQueryBlock + r] += ninf;
         }
     }
 }
@@ -306,6 +339,7 @@ void run_kernel(const detail::AttentionProblem<T>& p, T* out, ScoreSink* weights
     const double work = 2.0 * double(p.batches) * double(p.L) * double(p.S) * double(p.E + p.Ev);
     const int threads = static_cast<int>(std::clamp<double>(std::min(work / kMinThreadWork, double(tasks)), 1.0,
                                                             double(detail::resolve_threads(options.threads))));
+    const bool skip_hidden = skips_hidden_keys(p);
     std::atomic<std::size_t> done{0};
     std::atomic<bool> failed{false};
     std::exception_ptr failure;
@@ -334,7 +368,7 @@ void run_kernel(const detail::AttentionProblem<T>& p, T* out, ScoreSink* weights
         for (std::size_t index = 0; index < tasks; ++index) {
             if (failed.load(std::memory_order_relaxed)) continue;
             try {
-                const Task t = make_task(p, index, blocks_per_matrix, s);
+                const Task t = make_task(p, index, blocks_per_matrix, skip_hidden, s);
                 if (full_rows) {
                     full_rows_task(p, t, out, s, weights, logits);
                 } else {
@@ -366,6 +400,7 @@ Tensor attend(const Tensor& query, const Tensor& key, const Tensor& value, const
 
 Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, const Tensor& value,
                                     const AttentionOptions& options, ScoreSink* weights, ScoreSink* logits) {
+    detail::check_result_memory(query, key, value, options, weights, logits);
     if (detail::compute_dtype(query, key, value, options) == DType::Float64) {
         return attend<double>(query, key, value, options, weights, logits);
     }

@@ -58,7 +58,7 @@ std::string three_shapes(const Shape& q, const Shape& k, const Shape& v) {
 }
 
 Shapes check_shapes(const Shape& q, const Shape& k, const Shape& v) {
-    for (auto [shape, name] : {std::pair{&q, "query"}, {&k, "key"}, {&v, "value"}}) {
+    for (auto [shape, name] : {std::pair{&q, "-q/--query"}, {&k, "-k/--key"}, {&v, "-v/--value"}}) {
         if (shape->size() < 2) {
             shape_error(name, "expected rank >= 2 (…, length, features), found shape " + shape_to_string(*shape));
         }
@@ -69,10 +69,12 @@ Shapes check_shapes(const Shape& q, const Shape& k, const Shape& v) {
     s.S = k[k.size() - 2];
     s.Ev = v.back();
     if (k.back() != s.E) {
-        shape_error("key", "last dim must equal the query's E = " + std::to_string(s.E) + "; " + three_shapes(q, k, v));
+        shape_error("-k/--key",
+                    "last dim must equal the query's E = " + std::to_string(s.E) + "; " + three_shapes(q, k, v));
     }
     if (v[v.size() - 2] != s.S) {
-        shape_error("value", "dim -2 must equal the key's S = " + std::to_string(s.S) + "; " + three_shapes(q, k, v));
+        shape_error("-v/--value",
+                    "dim -2 must equal the key's S = " + std::to_string(s.S) + "; " + three_shapes(q, k, v));
     }
     const Shape bq = batch_dims(q), bk = batch_dims(k), bv = batch_dims(v);
     const std::size_t rank = std::max({bq.size(), bk.size(), bv.size()});
@@ -81,16 +83,16 @@ Shapes check_shapes(const Shape& q, const Shape& k, const Shape& v) {
         auto dim = [&](const Shape& b) -> std::size_t { return r < b.size() ? b[b.size() - 1 - r] : 1; };
         const std::size_t nq = dim(bq), nk = dim(bk), nv = dim(bv);
         if (nk != nv && nk != 1 && nv != 1) {
-            shape_error("key/value", "batch dims do not broadcast; " + three_shapes(q, k, v));
+            shape_error("-k/-v", "batch dims do not broadcast; " + three_shapes(q, k, v));
         }
         const std::size_t nkv = std::max(nk, nv);
         std::size_t n = std::max(nq, nkv);
         const bool broadcast = nq == nkv || nq == 1 || nkv == 1;
         const bool grouped = r == 0 && bq.size() >= 1 && nq % nkv == 0 && nq > nkv;
         if (!broadcast && !grouped) {
-            shape_error("query/key", "batch dims do not broadcast and " + std::to_string(nkv) +
-                                         " key/value heads do not divide " + std::to_string(nq) + " query heads; " +
-                                         three_shapes(q, k, v));
+            shape_error("-q/-k", "batch dims do not broadcast and " + std::to_string(nkv) +
+                                     " key/value heads do not divide " + std::to_string(nq) + " query heads; " +
+                                     three_shapes(q, k, v));
         }
         if (grouped) n = nq;
         s.batch[rank - 1 - r] = n;
@@ -108,7 +110,7 @@ Shape check_mask_shape(const Shape& mask, const Shape& scores) {
         fits = m == o || m == 1;
     }
     if (!fits) {
-        shape_error("mask",
+        shape_error("--mask",
                     "shape " + shape_to_string(mask) + " does not broadcast to the scores " + shape_to_string(scores));
     }
     return ms;
@@ -119,9 +121,9 @@ void check_padding_shape(const Shape& ps, const Shape& batch, std::size_t keys) 
     bool fits = !ps.empty() && ps.back() == keys && ps.size() - 1 <= batch.size();
     for (std::size_t d = 0; fits && d + 1 < ps.size(); ++d) fits = ps[d] == batch[d] || ps[d] == 1;
     if (!fits) {
-        shape_error("key padding mask", "expected shape (batch…, S) with leading batch dims of " +
-                                            shape_to_string(batch) + " and S = " + std::to_string(keys) + ", found " +
-                                            shape_to_string(ps));
+        shape_error("--key-padding-mask", "expected shape (batch…, S) with leading batch dims of " +
+                                              shape_to_string(batch) + " and S = " + std::to_string(keys) + ", found " +
+                                              shape_to_string(ps));
     }
 }
 
@@ -187,6 +189,31 @@ Shape check_attention_shapes(const Shape& query, const Shape& key, const Shape& 
     return out;
 }
 
+void check_result_memory(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options,
+                         const ScoreSink* weights, const ScoreSink* logits) {
+    const Shape output = check_attention_shapes(query.shape(), key.shape(), value.shape(), options);
+    const DType dtype = compute_dtype(query, key, value, options);
+    Shape scores = output;
+    scores.back() = key.shape()[key.rank() - 2];
+    const std::size_t output_bytes = checked_element_count(output, "-o/--output") * dtype_size(dtype);
+    const std::size_t weight_bytes = weights ? weights->bytes_to_hold(dtype, scores) : 0;
+    const std::size_t logit_bytes = logits ? logits->bytes_to_hold(dtype, scores) : 0;
+    std::string what = std::string(dtype_name(dtype)) + " output " + shape_to_string(output);
+    std::string subject = "-o/--output";
+    if (weight_bytes > 0) what += " + weights " + shape_to_string(scores);
+    if (logit_bytes > 0) what += " + logits " + shape_to_string(scores);
+    if (logit_bytes > 0) subject = "--logits";
+    if (weight_bytes > 0) subject = logit_bytes > 0 ? "-s/--scores, --logits" : "-s/--scores";
+    std::size_t total = output_bytes;
+    for (std::size_t part : {weight_bytes, logit_bytes}) {
+        if (part > std::numeric_limits<std::size_t>::max() - total) {
+            throw Error(ErrorKind::Value, subject, "the " + what + " have too many elements");
+        }
+        total += part;
+    }
+    check_memory(total, subject, what);
+}
+
 template <class T>
 AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const Tensor& value,
                                  const AttentionOptions& options) {
@@ -218,7 +245,7 @@ AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const T
     if (options.mask) {
         const Shape ms = check_mask_shape(options.mask->shape(), scores);
         AdditiveTerm<T> term;
-        term.values = additive<T>(*options.mask, "mask", false);
+        term.values = additive<T>(*options.mask, "--mask", false);
         const std::size_t ml = ms[ms.size() - 2], mcols = ms.back();
         term.column_stride = mcols == 1 ? 0 : 1;
         term.row_stride = ml == 1 ? 0 : mcols;
@@ -229,7 +256,7 @@ AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const T
     if (options.key_padding_mask) {
         const Shape ps = options.key_padding_mask->shape();
         AdditiveTerm<T> term;
-        term.values = additive<T>(*options.key_padding_mask, "key padding mask", true);
+        term.values = additive<T>(*options.key_padding_mask, "--key-padding-mask", true);
         term.row_stride = 0;
         term.column_stride = 1;
         // Leading alignment: dim d of the mask is batch dim d.

@@ -1,5 +1,12 @@
 // The oracle: attention written as the formula reads, one query row at a time, with
 // float64 sums and exp whatever the compute type. No BLAS, no blocking, no threads.
+//
+// It is PyTorch's math attention, softmax(Q·Kᵀ·scale + mask)·V, with the causal rule and
+// key lengths as an additive −inf mask (as torch turns is_causal and key_padding_mask
+// into one) and every key and value row taking part. So NaN and infinities propagate as
+// in torch: a NaN logit stays NaN under a −inf mask, +inf + −inf is NaN, and a zero
+// weight times a NaN value is NaN. A row whose logits are all −inf gets zero weights
+// (PyTorch ≥ 2.5's _safe_softmax).
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -27,10 +34,6 @@ Tensor reference(const Tensor& query, const Tensor& key, const Tensor& value, co
         for (std::size_t i = 0; i < p.L; ++i) {
             const std::size_t end = p.visible_end(b, i);
             for (std::size_t j = 0; j < p.S; ++j) {
-                if (j >= end) {
-                    logit[j] = ninf;
-                    continue;
-                }
                 double dot = 0;
                 for (std::size_t e = 0; e < p.E; ++e) dot += double(q[i * p.E + e]) * double(k[j * p.E + e]);
                 logit[j] = dot * double(p.scale);
@@ -38,6 +41,7 @@ Tensor reference(const Tensor& query, const Tensor& key, const Tensor& value, co
                     logit[j] += double(
                         term.values.data()[term.matrix_offset[b] + i * term.row_stride + j * term.column_stride]);
                 }
+                if (j >= end) logit[j] += ninf;  // hidden by the causal rule or the key length
             }
             double max = ninf;
             bool any_nan = false;
@@ -75,6 +79,7 @@ Tensor reference(const Tensor& query, const Tensor& key, const Tensor& value, co
 
 Tensor reference_attention(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options,
                            ScoreSink* weights, ScoreSink* logits) {
+    detail::check_result_memory(query, key, value, options, weights, logits);
     if (detail::compute_dtype(query, key, value, options) == DType::Float64) {
         return reference<double>(query, key, value, options, weights, logits);
     }

@@ -122,8 +122,9 @@ private:
 
 }  // namespace
 
-Tensor decode_elements(const ElementEncoding& e, const Shape& shape, const char* bytes, bool fortran_order) {
-    Tensor tensor = Tensor::empty(e.dtype, shape);
+Tensor decode_elements(const ElementEncoding& e, const Shape& shape, const char* bytes, const std::string& name,
+                       bool fortran_order) {
+    Tensor tensor = Tensor::empty(e.dtype, shape, name);
     const std::size_t count = tensor.size();
     if (count == 0) return tensor;  // no data (and possibly no buffer to copy into)
     tensor.visit([&](auto& a) {

@@ -974,12 +974,9 @@ private:
             fail(start, "shape " + shape_to_string(shape) + " needs " + std::to_string(count) + " values, data has " +
                             std::to_string(found));
         }
-        return dispatch_dtype(dtype, [&](auto tag) {
-            using T = decltype(tag);
-            auto values = xt::xarray<T>::from_shape(shape);
-            fill(values.data(), shape, count);
-            return Tensor(std::move(values));
-        });
+        Tensor tensor = Tensor::empty(dtype, shape, name_);
+        tensor.visit([&](auto& values) { fill(values.data(), shape, count); });
+        return tensor;
     }
 
     // ---- tensors ------------------------------------------------------------------
@@ -1468,7 +1465,7 @@ void write_nested(ChunkWriter& writer, const T* data, const Shape& shape, bool m
         // Without elements the text is not bounded by the tensor's memory: (1, 10^11, 0)
         // is 10^11 empty arrays. Refuse what no reader could want.
         if (row_length == 0 && rows > kMaxEmptyArrays / shape[d]) {
-            throw Error(ErrorKind::Value, "nested JSON",
+            throw Error(ErrorKind::Value, "--json-layout nested",
                         "a tensor of shape " + shape_to_string(shape) +
                             " has no elements but would be written as more than " + std::to_string(kMaxEmptyArrays) +
                             " empty arrays; write the object layout instead");

@@ -328,13 +328,14 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
     const std::size_t hd = e / heads;
     const std::size_t ekv = kv_heads * hd;
     if (w.k_weight.shape()[0] != ekv) {
-        shape_error("weights", "key/value projections have " + std::to_string(w.k_weight.shape()[0]) + " outputs; " +
-                                   std::to_string(kv_heads) + " kv heads of " + std::to_string(hd) + " need " +
-                                   std::to_string(ekv) + (options.kv_heads == 0 ? " (set --kv-heads?)" : ""));
+        shape_error("--weights", "key/value projections have " + std::to_string(w.k_weight.shape()[0]) + " outputs; " +
+                                     std::to_string(kv_heads) + " kv heads of " + std::to_string(hd) + " need " +
+                                     std::to_string(ekv) + (options.kv_heads == 0 ? " (set --kv-heads?)" : ""));
     }
     const bool unbatched = query.rank() == 2;
     const Shape qs = query.shape(), ks = key.shape(), vs = value.shape();
-    for (auto [shape, name, dim] : {std::tuple{&qs, "query", e}, {&ks, "key", w.kdim()}, {&vs, "value", w.vdim()}}) {
+    for (auto [shape, name, dim] :
+         {std::tuple{&qs, "-q/--query", e}, {&ks, "-k/--key", w.kdim()}, {&vs, "-v/--value", w.vdim()}}) {
         if (shape->size() != (unbatched ? 2u : 3u) || shape->back() != dim) {
             shape_error(name, std::string("expected ") + (unbatched ? "(L, " : "(N, L, ") + std::to_string(dim) +
                                   ") like the query and the weights, found " + shape_to_string(*shape));
@@ -344,8 +345,8 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
     const std::size_t l = qs[qs.size() - 2];
     const std::size_t s = ks[ks.size() - 2];
     if ((!unbatched && (ks[0] != n || vs[0] != n)) || vs[vs.size() - 2] != s) {
-        shape_error("key/value", "batch and length must agree: query " + shape_to_string(qs) + ", key " +
-                                     shape_to_string(ks) + ", value " + shape_to_string(vs));
+        shape_error("-k/-v", "batch and length must agree: query " + shape_to_string(qs) + ", key " +
+                                 shape_to_string(ks) + ", value " + shape_to_string(vs));
     }
 
     const detail::BlasThreads blas_threads(options.attention.threads);
@@ -395,7 +396,7 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
             });
         }
         if (mask.rank() >= 1 && mask.shape().back() != s) {
-            shape_error("mask", "last dim must be S = " + std::to_string(s) + ", found shape " + shape_to_string(ms));
+            shape_error("--mask", "last dim must be S = " + std::to_string(s) + ", found shape " + shape_to_string(ms));
         }
         attention.mask = std::move(mask);
     }
@@ -403,7 +404,7 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
         const Shape ps = attention.key_padding_mask->shape();
         const Shape want = unbatched ? Shape{s} : Shape{n, s};
         if (ps != want)
-            shape_error("key padding mask",
+            shape_error("--key-padding-mask",
                         "expected shape " + shape_to_string(want) + ", found " + shape_to_string(ps));
         if (unbatched)
             attention.key_padding_mask = attention.key_padding_mask->visit([&](const auto& a) {
@@ -506,7 +507,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>
 MhaResult multi_head_attention(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& weights,
                                const MhaOptions& options, bool want_weights, bool want_logits) {
     if (query.rank() != 2 && query.rank() != 3) {
-        shape_error("query", "expected (N, L, E) or unbatched (L, E), found " + shape_to_string(query.shape()));
+        shape_error("-q/--query", "expected (N, L, E) or unbatched (L, E), found " + shape_to_string(query.shape()));
     }
     if (detail::compute_dtype(query, key, value, options.attention) == DType::Float64) {
         return compute<double>(query, key, value, weights, options, want_weights, want_logits);

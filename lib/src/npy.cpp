@@ -246,7 +246,7 @@ void encode_npy(const Tensor& tensor, ByteSink& sink) {
 Tensor decode_npy(std::string_view bytes, const std::string& name) {
     const NpyHeader header = detail::parse_npy_header(bytes, bytes.size(), name);
     detail::check_npy_data_size(header, bytes.size(), name);
-    return detail::decode_elements(header.encoding, header.shape, bytes.data() + header.data_offset,
+    return detail::decode_elements(header.encoding, header.shape, bytes.data() + header.data_offset, name,
                                    header.fortran_order);
 }
 

@@ -241,6 +241,12 @@ private:
                             std::to_string(header.encoding.item_size) + "-byte items) implies " +
                             std::to_string(implied));
         }
+        // The inflated member and the tensor decoded from it are both held for a moment.
+        const std::size_t tensor_bytes =
+            header.data_size / header.encoding.item_size * dtype_size(header.encoding.dtype);
+        check_memory(checked_add(st.size, tensor_bytes, name_), tensor_subject(member),
+                     "the inflated member and the " + std::string(dtype_name(header.encoding.dtype)) + " tensor " +
+                         shape_to_string(header.shape) + " decoded from it");
         const std::size_t have = bytes.size();
         bytes.resize(st.size);
         read_exact(file.get(), member, bytes.data() + have, st.size - have, have, st.size);

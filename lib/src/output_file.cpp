@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -54,20 +55,38 @@ OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
     if (path_ == "-") {
         is_stdout_ = true;
         fd_ = STDOUT_FILENO;
+        path_ = "<stdout>";  // how errors name it
         return;
     }
-    if (path_.empty()) throw Error(ErrorKind::Usage, "output", "empty file name");
+    if (path_.empty()) {
+        throw Error(ErrorKind::Usage, "''", "empty output file name (expected a path, or - for standard output)");
+    }
     struct stat target {};
     mode_t mode;
-    if (::stat(path_.c_str(), &target) == 0) {
-        if (S_ISDIR(target.st_mode)) throw Error(ErrorKind::Io, path_, "is a directory");
+    const bool exists = ::stat(path_.c_str(), &target) == 0;
+    // A name too long, a file where a folder should be: fail now, not after the work.
+    if (!exists && errno != ENOENT) fail_errno(path_, "cannot create output file", errno);
+    if (exists) {
+        if (S_ISDIR(target.st_mode)) throw Error(ErrorKind::Io, path_, "is a directory, expected a file to write");
+        if (!S_ISREG(target.st_mode)) {
+            // A device or a pipe (/dev/null, /dev/stdout, a FIFO): there is nothing to stage
+            // and rename, which would replace the device node with a regular file. Written in
+            // place, like standard output, and just as impossible to take back.
+            fd_ = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY);
+            if (fd_ < 0) fail_errno(path_, "cannot open for writing", errno);
+            is_direct_ = true;
+            return;
+        }
         mode = target.st_mode & 07777;
     } else {
         const mode_t mask = ::umask(0);
         ::umask(mask);
         mode = 0666 & ~mask;
     }
-    std::string temp = directory_of(path_) + "/." + base_of(path_) + ".tmp-XXXXXX";
+    // The temporary name adds 12 bytes to the target's: cut the base so that any name the
+    // file system allows as a target still gives a temporary name it allows (NAME_MAX 255).
+    constexpr std::size_t kMaxTempBase = 200;
+    std::string temp = directory_of(path_) + "/." + base_of(path_).substr(0, kMaxTempBase) + ".tmp-XXXXXX";
     fd_ = ::mkostemp(temp.data(), O_CLOEXEC);
     if (fd_ < 0) fail_errno(path_, "cannot create output file", errno);
     temp_path_ = temp;
@@ -78,6 +97,7 @@ OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
 OutputFile::~OutputFile() {
     if (is_stdout_ || fd_ < 0) return;
     ::close(fd_);
+    if (is_direct_) return;
     if (!committed_) {
         ::unlink(temp_path_.c_str());
         detail::unregister_temp_file(temp_path_);
@@ -86,6 +106,12 @@ OutputFile::~OutputFile() {
 
 void OutputFile::write(const char* data, std::size_t size) {
     if (committed_) throw Error(ErrorKind::Io, path_, "write after commit");
+    if (is_direct_) {
+        // Unbuffered, so that a device that refuses data (/dev/full) fails while a group of
+        // outputs is staged, before any of them is committed.
+        write_all(fd_, data, size, path_);
+        return;
+    }
     if (buffer_.size() + size > kBufferSize) {
         flush();
         if (size >= kBufferSize) {
@@ -94,6 +120,26 @@ void OutputFile::write(const char* data, std::size_t size) {
         }
     }
     buffer_.append(data, size);
+}
+
+void OutputFile::expect(std::uint64_t bytes) {
+    if (is_stdout_ || is_direct_ || fd_ < 0 || bytes == 0) return;
+    auto refuse = [&](std::uint64_t free_bytes) {
+        throw Error(ErrorKind::Io, path_,
+                    "needs " + bytes_to_string(static_cast<std::size_t>(bytes)) + " on its file system, " +
+                        bytes_to_string(static_cast<std::size_t>(free_bytes)) + " free");
+    };
+    // Compare first: a fallocate that fails part way keeps what it got, and would fill
+    // the disk for everyone until the temporary file goes.
+    struct statvfs fs {};
+    if (::fstatvfs(fd_, &fs) != 0) return;  // cannot tell: find out when writing
+    const std::uint64_t free_bytes = std::uint64_t(fs.f_bavail) * fs.f_frsize;
+    if (bytes > free_bytes) refuse(free_bytes);
+    // KEEP_SIZE: the blocks are reserved, the file stays as long as what is written.
+    if (::fallocate(fd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(buffer_.size()), static_cast<off_t>(bytes)) != 0 &&
+        errno == ENOSPC) {
+        refuse(free_bytes);
+    }
 }
 
 void OutputFile::flush() {
@@ -105,6 +151,13 @@ void OutputFile::commit() {
     if (committed_) return;
     flush();
     if (is_stdout_) {
+        committed_ = true;
+        return;
+    }
+    if (is_direct_) {
+        const int result = ::close(fd_);
+        fd_ = -1;
+        if (result != 0) fail_errno(path_, "write failed", errno);
         committed_ = true;
         return;
     }

@@ -37,7 +37,7 @@ Tensor random_tensor(const Shape& shape, Distribution distribution, std::uint64_
                     "random tensors are float32 or float64, not " + std::string(dtype_name(dtype)));
     }
     checked_element_count(shape, "--shape");
-    Tensor tensor = Tensor::empty(dtype, shape);
+    Tensor tensor = Tensor::empty(dtype, shape, "--shape");
     TorchGenerator generator(seed);
     tensor.visit([&](auto& a) {
         using T = typename std::decay_t<decltype(a)>::value_type;

@@ -292,9 +292,9 @@ Layout parse_layout(std::string_view bytes, const std::string& name) {
     return layout;
 }
 
-Tensor decode_entry(std::string_view bytes, const Layout& layout, const Entry& entry) {
-    return detail::decode_elements(entry.dtype->encoding, entry.shape,
-                                   bytes.data() + layout.buffer_start + entry.begin);
+Tensor decode_entry(std::string_view bytes, const Layout& layout, const Entry& entry, const std::string& name) {
+    return detail::decode_elements(entry.dtype->encoding, entry.shape, bytes.data() + layout.buffer_start + entry.begin,
+                                   name + ":" + entry.name);
 }
 
 std::vector<std::string> entry_names(const Layout& layout) {
@@ -313,7 +313,7 @@ std::vector<std::string> safetensors_names(std::string_view bytes, const std::st
 Tensor decode_safetensors_member(std::string_view bytes, std::string_view member, const std::string& name) {
     const Layout layout = parse_layout(bytes, name);
     for (const auto& entry : layout.entries) {
-        if (entry.name == member) return decode_entry(bytes, layout, entry);
+        if (entry.name == member) return decode_entry(bytes, layout, entry, name);
     }
     std::string names;
     for (const auto& entry : layout.entries) names += (names.empty() ? "" : ", ") + entry.name;
@@ -325,7 +325,7 @@ NamedTensors decode_safetensors(std::string_view bytes, const std::string& name)
     const Layout layout = parse_layout(bytes, name);
     NamedTensors out;
     out.reserve(layout.entries.size());
-    for (const auto& entry : layout.entries) out.emplace_back(entry.name, decode_entry(bytes, layout, entry));
+    for (const auto& entry : layout.entries) out.emplace_back(entry.name, decode_entry(bytes, layout, entry, name));
     return out;
 }
 

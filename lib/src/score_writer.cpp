@@ -1,5 +1,7 @@
 #include "attn/score_writer.hpp"
 
+#include <algorithm>
+#include <cstdint>
 #include <utility>
 
 #include "detail/json_rows.hpp"
@@ -24,9 +26,17 @@ void StreamingScoreWriter::begin(DType dtype, const Shape& shape) {
     if (whole_) {  // nothing will come: the encoders write an empty tensor their own way
         total_rows_ = 0;
         io::encode_tensor(Tensor::empty(dtype, shape), format_, out_, options);
-    } else if (format_ == io::Format::Npy) {
-        out_.write(io::npy_header(dtype, shape));
+        return;
+    }
+    // The whole file is known before any row: reserve it, so that a disk too small fails
+    // now rather than gigabytes later (JSON: at least "0, " per value).
+    const std::uint64_t values = std::min<std::uint64_t>(checked_element_count(shape, name_), UINT64_MAX / 8);
+    if (format_ == io::Format::Npy) {
+        const std::string header = io::npy_header(dtype, shape);
+        out_.expect(header.size() + values * dtype_size(dtype));
+        out_.write(header);
     } else {
+        out_.expect(values * 3);
         out_.write(io::detail::json_open(dtype, shape, layout_));
     }
 }

@@ -3,7 +3,11 @@
 #include <sys/mman.h>
 
 #include <array>
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <limits>
 
 namespace attn {
@@ -87,8 +91,63 @@ std::size_t checked_element_count(const Shape& shape, const std::string& subject
     }
     return empty ? 0 : product;
 }
-Tensor Tensor::zeros(DType dtype, const Shape& shape) {
-    checked_element_count(shape, "tensor");
+std::optional<std::size_t> available_memory() {
+    std::ifstream meminfo("/proc/meminfo");
+    std::optional<std::size_t> available, swap_free;
+    std::string key;
+    std::size_t kib = 0;
+    while (meminfo >> key >> kib) {
+        if (key == "MemAvailable:") available = kib;
+        if (key == "SwapFree:") swap_free = kib;
+        meminfo.ignore(std::numeric_limits<std::streamsize>::max(), '\n');  // the " kB"
+    }
+    if (!available) return std::nullopt;
+    const std::size_t total = *available + swap_free.value_or(0);
+    constexpr std::size_t kMax = std::numeric_limits<std::size_t>::max() / 1024;
+    return total > kMax ? std::numeric_limits<std::size_t>::max() : total * 1024;
+}
+
+std::string bytes_to_string(std::size_t bytes) {
+    static constexpr const char* kUnits[] = {"kB", "MB", "GB", "TB", "PB", "EB"};
+    if (bytes < 1000) return std::to_string(bytes) + " bytes";
+    double value = static_cast<double>(bytes) / 1000;
+    std::size_t unit = 0;
+    while (value >= 999.95 && unit + 1 < std::size(kUnits)) {
+        value /= 1000;
+        ++unit;
+    }
+    char text[32];
+    std::snprintf(text, sizeof text, "%.1f %s", value, kUnits[unit]);
+    return text;
+}
+
+void check_memory(std::size_t bytes, const std::string& subject, const std::string& what) {
+    // Small buffers are not worth a read of /proc/meminfo.
+    constexpr std::size_t kUncheckedBytes = std::size_t(16) << 20;
+    if (bytes <= kUncheckedBytes) return;
+    const std::optional<std::size_t> available = available_memory();
+    if (!available || bytes <= *available) return;
+    throw Error(ErrorKind::Value, subject,
+                "needs " + bytes_to_string(bytes) + " for " + what + ", " + bytes_to_string(*available) + " available");
+}
+
+namespace {
+
+// Every factory's checks: the element count, then the memory the storage needs.
+void check_new_tensor(DType dtype, const Shape& shape, const std::string& subject) {
+    const std::size_t count = checked_element_count(shape, subject);
+    const std::size_t item = dtype_size(dtype);
+    const std::string what = std::string(dtype_name(dtype)) + " " + shape_to_string(shape);
+    if (count > std::numeric_limits<std::size_t>::max() / item) {
+        throw Error(ErrorKind::Value, subject, "shape " + shape_to_string(shape) + " has too many elements");
+    }
+    check_memory(count * item, subject, what);
+}
+
+}  // namespace
+
+Tensor Tensor::zeros(DType dtype, const Shape& shape, const std::string& subject) {
+    check_new_tensor(dtype, shape, subject);
     return dispatch_dtype(dtype, [&](auto tag) {
         using T = decltype(tag);
         typename xt::xarray<T>::shape_type s(shape.begin(), shape.end());
@@ -96,8 +155,8 @@ Tensor Tensor::zeros(DType dtype, const Shape& shape) {
     });
 }
 
-Tensor Tensor::empty(DType dtype, const Shape& shape) {
-    checked_element_count(shape, "tensor");
+Tensor Tensor::empty(DType dtype, const Shape& shape, const std::string& subject) {
+    check_new_tensor(dtype, shape, subject);
     return dispatch_dtype(dtype, [&](auto tag) {
         using T = decltype(tag);
         Tensor tensor(xt::xarray<T>::from_shape(shape));
@@ -134,6 +193,45 @@ Tensor Tensor::to(DType dtype) const& {
 Tensor Tensor::to(DType dtype) && {
     if (dtype == this->dtype()) return std::move(*this);
     return static_cast<const Tensor&>(*this).to(dtype);
+}
+
+std::optional<NonFinite> first_non_finite(const Tensor& tensor, bool allow_negative_infinity) {
+    const std::optional<std::size_t> offset = tensor.visit([&](const auto& a) -> std::optional<std::size_t> {
+        using T = typename std::decay_t<decltype(a)>::value_type;
+        if constexpr (std::is_floating_point_v<T>) {
+            const T* data = a.data();
+            const std::size_t count = a.size();
+            for (std::size_t i = 0; i < count; ++i) {
+                if (!std::isfinite(data[i]) && !(allow_negative_infinity && data[i] < 0 && std::isinf(data[i]))) {
+                    return i;
+                }
+            }
+        }
+        return std::nullopt;
+    });
+    if (!offset) return std::nullopt;
+    const Shape shape = tensor.shape();
+    NonFinite found{Shape(shape.size()), 0.0};
+    std::size_t rest = *offset;
+    for (std::size_t d = shape.size(); d-- > 0;) {
+        found.index[d] = rest % shape[d];
+        rest /= shape[d];
+    }
+    found.value = tensor.visit([&](const auto& a) { return static_cast<double>(a.data()[*offset]); });
+    return found;
+}
+
+void check_finite(const Tensor& tensor, const std::string& subject, bool allow_negative_infinity,
+                  const std::string& note) {
+    const std::optional<NonFinite> found = first_non_finite(tensor, allow_negative_infinity);
+    if (!found) return;
+    std::string index = "[";
+    for (std::size_t d = 0; d < found->index.size(); ++d)
+        index += (d > 0 ? ", " : "") + std::to_string(found->index[d]);
+    index += "]";
+    const std::string value = std::isnan(found->value) ? "NaN" : found->value > 0 ? "inf" : "-inf";
+    throw Error(ErrorKind::Value, subject,
+                "non-finite value " + value + " at " + index + (note.empty() ? "" : " (" + note + ")"));
 }
 
 void Tensor::throw_wrong_dtype(DType wanted) const {

@@ -28,20 +28,24 @@ std::string lower(std::string_view s) {
     return out;
 }
 
-// An open file descriptor, closed on scope exit.
+std::string display_name(const std::string& path) { return path == "-" ? "<stdin>" : path; }
+
+// An open file descriptor, closed on scope exit. Errors name it as display_name does.
 class InputFile {
 public:
-    explicit InputFile(const std::string& path) : path_(path) {
+    explicit InputFile(const std::string& path) : path_(display_name(path)) {
+        if (path.empty())
+            throw Error(ErrorKind::Usage, "''", "empty file name (expected a tensor file, or - for standard input)");
         if (path == "-") {
             fd_ = STDIN_FILENO;
             owned_ = false;
         } else {
             fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-            if (fd_ < 0) fail_errno(path, "cannot open", errno);
+            if (fd_ < 0) fail_errno(path_, "cannot open", errno);
         }
         struct stat st {};
-        if (::fstat(fd_, &st) != 0) fail_errno(path, "cannot stat", errno);
-        if (S_ISDIR(st.st_mode)) throw Error(ErrorKind::Io, path, "is a directory, expected a tensor file");
+        if (::fstat(fd_, &st) != 0) fail_errno(path_, "cannot stat", errno);
+        if (S_ISDIR(st.st_mode)) throw Error(ErrorKind::Io, path_, "is a directory, expected a tensor file");
         regular_ = S_ISREG(st.st_mode);
         size_ = regular_ ? static_cast<std::size_t>(st.st_size) : 0;
     }
@@ -56,6 +60,7 @@ public:
 
     // Reads exactly `size` bytes at `offset` of a regular file.
     void read_at(char* out, std::size_t size, std::size_t offset) const {
+        const std::size_t wanted = offset + size;
         while (size > 0) {
             const ssize_t n =
                 ::pread(fd_, out, std::min<std::size_t>(size, std::size_t(1) << 30), static_cast<off_t>(offset));
@@ -63,7 +68,11 @@ public:
                 if (errno == EINTR) continue;
                 fail_errno(path_, "read failed", errno);
             }
-            if (n == 0) throw Error(ErrorKind::Io, path_, "file shrank while being read");
+            if (n == 0) {
+                throw Error(ErrorKind::Io, path_,
+                            "file ends at byte " + std::to_string(offset) + " while being read, expected " +
+                                std::to_string(wanted) + " (its size when opened: " + std::to_string(size_) + ")");
+            }
             out += n;
             size -= static_cast<std::size_t>(n);
             offset += static_cast<std::size_t>(n);
@@ -73,6 +82,7 @@ public:
     std::string read_all() const {
         std::string bytes;
         if (regular_) {
+            check_memory(size_, path_, "the whole file");
             bytes.resize(size_);
             read_at(bytes.data(), size_, 0);
             return bytes;
@@ -80,7 +90,10 @@ public:
         std::size_t used = 0;
         bytes.resize(std::size_t(1) << 16);
         while (true) {
-            if (used == bytes.size()) bytes.resize(bytes.size() * 2);
+            if (used == bytes.size()) {
+                check_memory(bytes.size() * 2, path_, "the input read so far");
+                bytes.resize(bytes.size() * 2);
+            }
             const ssize_t n = ::read(fd_, bytes.data() + used, bytes.size() - used);
             if (n < 0) {
                 if (errno == EINTR) continue;
@@ -111,16 +124,19 @@ Tensor read_npy_file(const InputFile& file, const std::string& name) {
     const bool native = !e.big_endian && e.half == detail::ElementEncoding::Half::None && !header.fortran_order &&
                         e.dtype != DType::Bool && dtype_size(e.dtype) == e.item_size;
     if (native) {
-        Tensor tensor = Tensor::empty(e.dtype, header.shape);
+        Tensor tensor = Tensor::empty(e.dtype, header.shape, name);
         file.read_at(static_cast<char*>(tensor.data()), header.data_size, header.data_offset);
         return tensor;
     }
+    // The file's bytes and the decoded tensor are both held for a moment.
+    const std::size_t tensor_bytes = header.data_size / e.item_size * dtype_size(e.dtype);
+    check_memory(header.data_size + tensor_bytes, name,
+                 "the data bytes and the " + std::string(dtype_name(e.dtype)) + " tensor " +
+                     shape_to_string(header.shape) + " decoded from them");
     std::string data(header.data_size, '\0');
     file.read_at(data.data(), data.size(), header.data_offset);
-    return detail::decode_elements(e, header.shape, data.data(), header.fortran_order);
+    return detail::decode_elements(e, header.shape, data.data(), name, header.fortran_order);
 }
-
-std::string display_name(const std::string& path) { return path == "-" ? "<stdin>" : path; }
 
 Format resolve_input_format(const std::string& path, std::string_view bytes) {
     if (path != "-") {
@@ -141,6 +157,7 @@ std::string join_names(const std::vector<std::string>& names) {
 // The archive's only tensor, when no member was named.
 std::string only_member(const std::vector<std::string>& names, const std::string& name) {
     if (names.size() == 1) return names.front();
+    if (names.empty()) throw Error(ErrorKind::Format, name, "holds no tensors (expected one)");
     throw Error(ErrorKind::Format, name,
                 "holds " + std::to_string(names.size()) + " tensors (" + join_names(names) + "); name one as " + name +
                     ":NAME");

@@ -59,6 +59,13 @@ public:
     // The computation failed and some blocks will never come: a sink that makes calls
     // wait for earlier rows must release them (they may throw). Called from any thread.
     virtual void cancel() noexcept {}
+    // The bytes the sink will keep in memory for scores of this dtype and shape, counted
+    // before the call starts so that results that cannot fit are refused up front.
+    virtual std::size_t bytes_to_hold(DType dtype, const Shape& shape) const {
+        (void)dtype;
+        (void)shape;
+        return 0;
+    }
 };
 
 // A ScoreSink that collects everything into one tensor.
@@ -68,6 +75,9 @@ public:
     void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const float* values) override;
     void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const double* values) override;
     Tensor& tensor() noexcept { return tensor_; }
+    std::size_t bytes_to_hold(DType dtype, const Shape& shape) const override {
+        return checked_element_count(shape, "scores") * dtype_size(dtype);
+    }
 
 private:
     template <class T>
@@ -85,12 +95,20 @@ Shape attention_output_shape(const Tensor& query, const Tensor& key, const Tenso
 
 // The attention output; weights (softmax probabilities after masks) and logits (scaled,
 // after masks, −inf where masked) go to the sinks when given. The fast kernel.
+// Before anything is computed, the output and what the sinks hold (bytes_to_hold) are
+// checked against the memory available (check_memory in attn/tensor.hpp): the error names
+// -s/--scores, --logits or -o/--output.
 Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, const Tensor& value,
                                     const AttentionOptions& options, ScoreSink* weights = nullptr,
                                     ScoreSink* logits = nullptr);
 
 // The same computation written plainly, one query row at a time with float64 sums: the
-// oracle the fast kernel is tested against. Single-threaded and slow.
+// oracle the fast kernel is tested against. Single-threaded and slow. NaN and infinities
+// propagate as in PyTorch's math attention: the causal rule and key lengths are an
+// additive -inf mask over logits computed for every key, and every value row takes part
+// (so a NaN in a hidden key or value still reaches the row). The fast kernel skips the
+// keys the causal rule and key lengths hide, so there it does not (tests/cli_test.py,
+// FAST_KERNEL_DIVERGES).
 Tensor reference_attention(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options,
                            ScoreSink* weights = nullptr, ScoreSink* logits = nullptr);
 

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -78,6 +79,9 @@ public:
     virtual ~ByteSink() = default;
     virtual void write(const char* data, std::size_t size) = 0;
     void write(std::string_view bytes) { write(bytes.data(), bytes.size()); }
+    // At least `bytes` more will be written: a file reserves the space now, so that a
+    // disk too small fails (ErrorKind::Io, sizes named) before the work, not after it.
+    virtual void expect(std::uint64_t bytes) { (void)bytes; }
 };
 
 class StringSink final : public ByteSink {
@@ -94,6 +98,8 @@ private:
 // A file written atomically, or standard output for "-". Data are buffered; commit()
 // flushes, syncs and renames the temporary file over `path`. Destroying an uncommitted
 // OutputFile removes the temporary file and leaves any existing `path` untouched.
+// An existing `path` that is not a regular file (/dev/null, a FIFO) is written in place,
+// as standard output is: no temporary file, and what was written stays written.
 class OutputFile final : public ByteSink {
 public:
     explicit OutputFile(std::string path);
@@ -103,6 +109,7 @@ public:
 
     using ByteSink::write;
     void write(const char* data, std::size_t size) override;
+    void expect(std::uint64_t bytes) override;
     void commit();
     const std::string& path() const noexcept { return path_; }
 
@@ -113,6 +120,7 @@ private:
     std::string temp_path_;
     int fd_ = -1;
     bool is_stdout_ = false;
+    bool is_direct_ = false;  // a device or pipe, written in place
     bool committed_ = false;
     std::string buffer_;
 };

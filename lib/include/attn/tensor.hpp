@@ -50,6 +50,17 @@ std::string shape_to_string(const Shape& shape);
 // product of its non-zero dims overflows ptrdiff_t (xtensor's stride type).
 std::size_t checked_element_count(const Shape& shape, const std::string& subject);
 
+// The bytes this process may still allocate: MemAvailable + SwapFree of /proc/meminfo;
+// nullopt where they cannot be read (then nothing is refused for want of memory).
+std::optional<std::size_t> available_memory();
+// "40.0 TB": a byte count in decimal units with one decimal, as error messages show it.
+std::string bytes_to_string(std::size_t bytes);
+// Refuses, before anything is allocated, a buffer that cannot fit in memory: throws
+// ErrorKind::Value "SUBJECT: needs 40.0 TB for WHAT, 21.3 GB available" when `bytes`
+// exceed available_memory(). Without it the allocation would fail with no name attached,
+// or succeed under overcommit and end in the kernel's OOM killer.
+void check_memory(std::size_t bytes, const std::string& subject, const std::string& what);
+
 template <class T>
 struct dtype_of;
 template <>
@@ -109,10 +120,11 @@ public:
     template <class T>
     explicit Tensor(xt::xarray<T> values) : storage_(std::move(values)) {}
 
-    // A zero-filled tensor. Both factories refuse shapes checked_element_count refuses.
-    static Tensor zeros(DType dtype, const Shape& shape);
+    // A zero-filled tensor. Both factories refuse shapes checked_element_count refuses and
+    // tensors check_memory refuses, naming `subject` (the file or flag the shape came from).
+    static Tensor zeros(DType dtype, const Shape& shape, const std::string& subject = "tensor");
     // A tensor whose elements are left uninitialised, for readers that fill it at once.
-    static Tensor empty(DType dtype, const Shape& shape);
+    static Tensor empty(DType dtype, const Shape& shape, const std::string& subject = "tensor");
 
     DType dtype() const noexcept { return static_cast<DType>(storage_.index()); }
     Shape shape() const;
@@ -170,6 +182,19 @@ private:
 
     Storage storage_ = xt::xarray<float>();
 };
+
+// The first NaN or infinity of a tensor in row-major order: its index and value.
+struct NonFinite {
+    Shape index;
+    double value;
+};
+// nullopt when every element is finite (always for bool and integer tensors). With
+// `allow_negative_infinity`, -inf counts as finite: in an additive mask it means "masked".
+std::optional<NonFinite> first_non_finite(const Tensor& tensor, bool allow_negative_infinity = false);
+// Throws ErrorKind::Value "SUBJECT: non-finite value NaN at [0, 3, 17] (NOTE)" for the
+// first non-finite element (no parentheses when `note` is empty).
+void check_finite(const Tensor& tensor, const std::string& subject, bool allow_negative_infinity = false,
+                  const std::string& note = "");
 
 // A tensor's values as T: the tensor's own array when it already holds T, else a
 // converted copy. Borrows `tensor`, which must outlive it.

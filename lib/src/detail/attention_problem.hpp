@@ -68,6 +68,11 @@ struct AttentionProblem {
 // output's shape, without touching any data.
 Shape check_attention_shapes(const Shape& query, const Shape& key, const Shape& value, const AttentionOptions& options);
 
+// Throws ErrorKind::Value (check_memory) when the output and the scores the sinks hold
+// would not fit in memory together.
+void check_result_memory(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options,
+                         const ScoreSink* weights, const ScoreSink* logits);
+
 // The dtype the computation runs in.
 DType compute_dtype(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options);
 

@@ -22,7 +22,8 @@ struct ElementEncoding {
 
 // Decodes count(shape) elements from `bytes` (exactly count * item_size of them, checked
 // by the caller). `fortran_order` data are column-major and are transposed to row-major.
-Tensor decode_elements(const ElementEncoding& encoding, const Shape& shape, const char* bytes,
+// `name` is what errors call the input (a tensor too large for memory, say).
+Tensor decode_elements(const ElementEncoding& encoding, const Shape& shape, const char* bytes, const std::string& name,
                        bool fortran_order = false);
 
 float float16_to_float(std::uint16_t bits);
