@@ -107,12 +107,22 @@ Task make_task(const detail::AttentionProblem<T>& p, std::size_t index, std::siz
     return t;
 }
 
-// Whether every value is finite: x·0 is NaN exactly for NaN and ±inf (vectorises).
+// Whether every value is finite: x·0 is NaN exactly for NaN and ±inf. Four independent
+// SIMD sums, so that the scan runs at memory speed (a single scalar sum ran 15 ms for
+// 8M floats, a tenth of a causal L = 4096 run).
 template <class T>
 bool all_finite(const T* values, std::size_t n) {
-    T probe = 0;
-    for (std::size_t i = 0; i < n; ++i) probe += values[i] * T(0);
-    return probe == T(0);
+    using Batch = xsimd::batch<T>;
+    constexpr std::size_t W = Batch::size;
+    const Batch zero(T(0));
+    Batch probe[4] = {zero, zero, zero, zero};
+    std::size_t i = 0;
+    for (; i + 4 * W <= n; i += 4 * W) {
+        for (std::size_t g = 0; g < 4; ++g) probe[g] += Batch::load_unaligned(values + i + g * W) * zero;
+    }
+    T rest = xsimd::hadd(probe[0] + probe[1] + probe[2] + probe[3]);
+    for (; i < n; ++i) rest += values[i] * T(0);
+    return rest == T(0);
 }
 
 // The causal rule and key lengths hide keys by adding −inf to their logits, as PyTorch's
