@@ -5,6 +5,7 @@
 #include "attn/mha.hpp"
 #include "commands.hpp"
 #include "common.hpp"
+#include "progress.hpp"
 
 namespace attn::cli {
 namespace {
@@ -20,6 +21,7 @@ struct MhaFlags {
 };
 
 void run_mha(const MhaFlags& f) {
+    PhaseTimer timer(f.attention.timings);
     const AttentionInputs inputs(f.attention);
     const Tensor& query = inputs.query();
     const Tensor& key = inputs.key();
@@ -57,6 +59,7 @@ void run_mha(const MhaFlags& f) {
     options.average_heads = f.average_heads;
     options.attention = attention_options(f.attention);
 
+    timer.mark("read");
     const MhaResult result = multi_head_attention(query, key, value, weights, options, !f.attention.scores.empty(),
                                                   !f.attention.logits.empty());
     std::vector<std::pair<std::string, const Tensor*>> outputs{{f.attention.output, &result.output}};
@@ -70,8 +73,11 @@ void run_mha(const MhaFlags& f) {
         weights_file = std::make_unique<io::OutputFile>(f.save_weights);
         io::encode_tensor_archive(saved, io::archive_format(f.save_weights), *weights_file);
     }
+    timer.mark("attention");
     write_outputs(outputs, f.attention.out);
     if (weights_file) weights_file->commit();
+    timer.mark("write");
+    timer.report();
 }
 
 }  // namespace

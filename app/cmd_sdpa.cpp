@@ -3,6 +3,7 @@
 
 #include "commands.hpp"
 #include "common.hpp"
+#include "progress.hpp"
 
 namespace attn::cli {
 namespace {
@@ -14,6 +15,7 @@ struct SdpaFlags {
 };
 
 void run_sdpa(const SdpaFlags& f) {
+    PhaseTimer timer(f.attention.timings);
     const AttentionInputs inputs(f.attention);
     AttentionOptions options = attention_options(f.attention);
     if (f.scale_option->count() > 0) options.scale = f.scale;
@@ -24,8 +26,12 @@ void run_sdpa(const SdpaFlags& f) {
     outputs.add(f.attention.output, output);
     ScoreSink* weights = f.attention.scores.empty() ? nullptr : outputs.add_scores(f.attention.scores);
     ScoreSink* logits = f.attention.logits.empty() ? nullptr : outputs.add_scores(f.attention.logits);
+    timer.mark("read");
     output = scaled_dot_product_attention(inputs.query(), inputs.key(), inputs.value(), options, weights, logits);
+    timer.mark(weights || logits ? "attention (streaming scores)" : "attention");
     outputs.commit();
+    timer.mark("write");
+    timer.report();
 }
 
 }  // namespace

@@ -215,6 +215,8 @@ void add_attention_flags(CLI::App& app, AttentionFlags& flags, const AttentionHe
     app.add_option("--threads", flags.threads, "Worker threads; default: all cores")->check(integer_in(1, 4096));
     app.add_flag("--no-progress", flags.no_progress,
                  "No progress bar (otherwise drawn on standard error, when it is a terminal, for runs over a second)");
+    app.add_flag("--timings", flags.timings,
+                 "Print the seconds spent reading, computing and writing, one line on standard error");
     app.add_flag("--check-finite", flags.check_finite,
                  "Refuse NaN and infinities in the inputs (-inf is allowed in a float mask, where it means masked)");
     add_output_flags(app, flags.out);

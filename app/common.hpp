@@ -81,6 +81,7 @@ struct AttentionFlags {
     std::string dtype = "auto";
     int threads = 0;
     bool no_progress = false;
+    bool timings = false;
     bool check_finite = false;
     OutputFlags out;
 };

@@ -75,4 +75,26 @@ std::function<void(std::size_t, std::size_t)> progress_bar(std::string label) {
     return [bar](std::size_t done, std::size_t total) { bar->update(done, total); };
 }
 
+PhaseTimer::PhaseTimer(bool enabled) : enabled_(enabled), start_(Clock::now()), last_(start_) {}
+
+void PhaseTimer::mark(const char* phase) {
+    if (!enabled_) return;
+    const auto now = Clock::now();
+    phases_.emplace_back(phase, std::chrono::duration<double>(now - last_).count());
+    last_ = now;
+}
+
+void PhaseTimer::report() const {
+    if (!enabled_) return;
+    std::string line = "attn-cli: timings:";
+    char part[64];
+    for (const auto& [phase, seconds] : phases_) {
+        std::snprintf(part, sizeof part, " %s %.3f s,", phase, seconds);
+        line += part;
+    }
+    std::snprintf(part, sizeof part, " total %.3f s\n", std::chrono::duration<double>(last_ - start_).count());
+    line += part;
+    put(line.data(), line.size());
+}
+
 }  // namespace attn::cli
