@@ -10,8 +10,9 @@ else()
   target_compile_options(attn_compile_options INTERFACE $<BUILD_INTERFACE:-march=x86-64-v3>)
 endif()
 if(ATTN_SANITIZE)
+  # Every UBSan report is fatal (-fno-sanitize-recover=all), so a test cannot pass over one.
   target_compile_options(attn_compile_options INTERFACE
-    $<BUILD_INTERFACE:-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined>)
+    $<BUILD_INTERFACE:-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all>)
   # Not only in the build tree: a program linking the installed, sanitized static
   # library needs the sanitizer runtimes too.
   target_link_options(attn_compile_options INTERFACE -fsanitize=address,undefined)
