@@ -17,3 +17,15 @@ if(ATTN_SANITIZE)
   # library needs the sanitizer runtimes too.
   target_link_options(attn_compile_options INTERFACE -fsanitize=address,undefined)
 endif()
+if(ATTN_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "ATTN_FUZZ needs clang's libFuzzer, but the C++ compiler is ${CMAKE_CXX_COMPILER_ID} "
+                        "(${CMAKE_CXX_COMPILER}). Configure a fresh build directory with CC=clang CXX=clang++, "
+                        "as scripts/fuzz.sh does.")
+  endif()
+  # Coverage instrumentation for libFuzzer in every target (the harnesses add
+  # -fsanitize=fuzzer, libFuzzer's main, when they link), with ASan + UBSan, fatal.
+  target_compile_options(attn_compile_options INTERFACE
+    $<BUILD_INTERFACE:-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all>)
+  target_link_options(attn_compile_options INTERFACE $<BUILD_INTERFACE:-fsanitize=address,undefined>)
+endif()
