@@ -48,6 +48,10 @@ std::vector<std::size_t> matrix_offsets(const Shape& batch, const Shape& dims, s
     return offsets;
 }
 
+// numpy's broadcast of two dims already known to fit (equal, or one of them 1): a 1
+// gives way to the other, 0 included, so (1,) and (0,) broadcast to (0,), not (1,).
+std::size_t broadcast_dim(std::size_t a, std::size_t b) { return a == 1 ? b : a; }
+
 struct Shapes {
     Shape batch;
     std::size_t L, S, E, Ev;
@@ -83,17 +87,16 @@ Shapes check_shapes(const Shape& q, const Shape& k, const Shape& v) {
         if (nk != nv && nk != 1 && nv != 1) {
             shape_error("key/value", "batch dims do not broadcast; " + three_shapes(q, k, v));
         }
-        const std::size_t nkv = std::max(nk, nv);
-        std::size_t n = std::max(nq, nkv);
+        const std::size_t nkv = broadcast_dim(nk, nv);
         const bool broadcast = nq == nkv || nq == 1 || nkv == 1;
-        const bool grouped = r == 0 && bq.size() >= 1 && nq % nkv == 0 && nq > nkv;
+        // Zero key/value heads divide no query head count (and 0 % 0 is undefined).
+        const bool grouped = r == 0 && bq.size() >= 1 && nkv != 0 && nq > nkv && nq % nkv == 0;
         if (!broadcast && !grouped) {
             shape_error("query/key", "batch dims do not broadcast and " + std::to_string(nkv) +
                                          " key/value heads do not divide " + std::to_string(nq) + " query heads; " +
                                          three_shapes(q, k, v));
         }
-        if (grouped) n = nq;
-        s.batch[rank - 1 - r] = n;
+        s.batch[rank - 1 - r] = grouped ? nq : broadcast_dim(nq, nkv);
     }
     return s;
 }
