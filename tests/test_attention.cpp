@@ -225,6 +225,25 @@ TEST_CASE("sdpa: a batch dim of 0 broadcasts with 1 to 0, as in numpy") {
     }
 }
 
+TEST_CASE("sdpa: E = 0 gives logits 0 and uniform weights in both kernels") {
+    // Found by tests/fuzz/fuzz_attention: the default scale 1/sqrt(0) = inf made the
+    // reference's logits 0 * inf = NaN while the fast kernel's were 0 (as PyTorch's are).
+    const Tensor q = Tensor::zeros(DType::Float32, {2, 0});
+    const Tensor k = Tensor::zeros(DType::Float32, {3, 0});
+    const Tensor v(xt::xarray<float>{{1, 2}, {3, 4}, {5, 9}});
+    for (Causal causal : {Causal::None, Causal::BottomRight}) {
+        CAPTURE(static_cast<int>(causal));
+        AttentionOptions options;
+        options.causal = causal;
+        const Run r = run_both(q, k, v, options);
+        REQUIRE(r.weights.shape() == Shape{2, 3});
+        CHECK(r.logits.values<float>()(1, 0) == 0.0f);
+        CHECK(r.weights.values<float>()(1, 2) == doctest::Approx(1.0 / 3));
+        CHECK(r.output.values<float>()(1, 1) == doctest::Approx(5.0));
+        if (causal == Causal::BottomRight) CHECK(r.weights.values<float>()(0, 2) == 0.0f);  // keys 0..1
+    }
+}
+
 TEST_CASE("sdpa: precision follows the inputs or the option") {
     const Tensor q = normal({3, 4}, 26, DType::Float64);
     CHECK(scaled_dot_product_attention(q, q, q, {}).dtype() == DType::Float64);

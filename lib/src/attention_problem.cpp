@@ -214,7 +214,11 @@ AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const T
     if (options.scale && !std::isfinite(*options.scale)) {
         throw Error(ErrorKind::Value, "--scale", "expected a finite number, found " + std::to_string(*options.scale));
     }
-    p.scale = static_cast<T>(options.scale ? *options.scale : 1.0 / std::sqrt(static_cast<double>(s.E)));
+    // With E = 0 every logit is the empty sum 0 whatever the scale: PyTorch scales Q and K
+    // (empty) before their product, so its weights are uniform. 1/√0 = inf would make the
+    // reference's 0 · inf NaN where the fast kernel's empty GEMM gives 0.
+    const double default_scale = s.E == 0 ? 1.0 : 1.0 / std::sqrt(static_cast<double>(s.E));
+    p.scale = static_cast<T>(options.scale ? *options.scale : default_scale);
     p.causal = options.causal;
     const Shape scores = p.score_shape();
 
