@@ -38,9 +38,11 @@ for h in "${harnesses[@]}"; do
 done
 
 jobs=$(nproc)
+build_start=$SECONDS
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DATTN_FUZZ=ON \
     -DATTN_BUILD_TESTS=OFF -DATTN_BUILD_BENCH=OFF >/dev/null
 cmake --build build-fuzz --target attn_fuzzers -j"$jobs"
+echo "fuzz: build-fuzz built in $((SECONDS - build_start)) s; running ${#harnesses[@]} harnesses, ${seconds} s each"
 
 # Symbolized stack traces in the reports (Debian installs the symbolizer versioned).
 if ! command -v llvm-symbolizer >/dev/null && [ -x /usr/lib/llvm-14/bin/llvm-symbolizer ]; then
