@@ -15,6 +15,9 @@ packages=(
   libpng-dev
   # The tests' reference checks run numpy under Debian's own python3.
   python3 python3-numpy
+  # scripts/fuzz.sh: clang 14 with libFuzzer and the sanitizer runtimes (libclang-rt),
+  # and LLVM's OpenMP runtime, which clang's -fopenmp links.
+  clang libclang-rt-14-dev libomp-dev
 )
 
 missing=()

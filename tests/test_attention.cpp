@@ -198,6 +198,58 @@ TEST_CASE("sdpa: leading batch dims broadcast") {
     CHECK(test::max_abs_diff(r.output, run(q, Tensor(kb), Tensor(vb), {}).output) == 0.0);
 }
 
+TEST_CASE("sdpa: a batch dim of 0 broadcasts with 1 to 0, as in numpy") {
+    // Found by tests/fuzz/fuzz_attention: 0 % 0 in the grouped-query test (all dims 0),
+    // and max(1, 0) = 1 batch read from a K/V that holds none.
+    SUBCASE("every dim 0") {
+        const Tensor t = Tensor::zeros(DType::Float32, {0, 0, 0});
+        CHECK(attention_output_shape(t, t, t, {}) == Shape{0, 0, 0});
+        CHECK(run(t, t, t, {}).output.shape() == Shape{0, 0, 0});
+        CHECK(run(t, t, t, {}, true).output.shape() == Shape{0, 0, 0});
+    }
+    SUBCASE("a query batch of 1 against a key/value batch of 0") {
+        const Tensor q = normal({1, 2, 4}, 1);
+        const Tensor k = Tensor::zeros(DType::Float32, {0, 3, 4});
+        const Tensor v = Tensor::zeros(DType::Float32, {0, 3, 5});
+        CHECK(attention_output_shape(q, k, v, {}) == Shape{0, 2, 5});
+        const Run r = run_both(q, k, v, {});
+        CHECK(r.output.shape() == Shape{0, 2, 5});
+        CHECK(r.weights.shape() == Shape{0, 2, 3});
+    }
+    SUBCASE("key 1 and value 0 broadcast to 0") {
+        const Tensor q = normal({2, 4}, 1);
+        const Tensor k = normal({1, 3, 4}, 2);
+        const Tensor v = Tensor::zeros(DType::Float32, {0, 3, 5});
+        CHECK(attention_output_shape(q, k, v, {}) == Shape{0, 2, 5});
+        CHECK(run_both(q, k, v, {}).output.shape() == Shape{0, 2, 5});
+    }
+    SUBCASE("0 key/value heads are not a grouped-query head count") {
+        const Tensor q = normal({1, 2, 2, 4}, 1);
+        const Tensor kv = Tensor::zeros(DType::Float32, {1, 0, 3, 4});
+        test::error_of([&] { attention_output_shape(q, kv, kv, {}); }, ErrorKind::Shape);
+        test::error_of([&] { scaled_dot_product_attention(q, kv, kv, {}); }, ErrorKind::Shape);
+    }
+}
+
+TEST_CASE("sdpa: E = 0 gives logits 0 and uniform weights in both kernels") {
+    // Found by tests/fuzz/fuzz_attention: the default scale 1/sqrt(0) = inf made the
+    // reference's logits 0 * inf = NaN while the fast kernel's were 0 (as PyTorch's are).
+    const Tensor q = Tensor::zeros(DType::Float32, {2, 0});
+    const Tensor k = Tensor::zeros(DType::Float32, {3, 0});
+    const Tensor v(xt::xarray<float>{{1, 2}, {3, 4}, {5, 9}});
+    for (Causal causal : {Causal::None, Causal::BottomRight}) {
+        CAPTURE(static_cast<int>(causal));
+        AttentionOptions options;
+        options.causal = causal;
+        const Run r = run_both(q, k, v, options);
+        REQUIRE(r.weights.shape() == Shape{2, 3});
+        CHECK(r.logits.values<float>()(1, 0) == 0.0f);
+        CHECK(r.weights.values<float>()(1, 2) == doctest::Approx(1.0 / 3));
+        CHECK(r.output.values<float>()(1, 1) == doctest::Approx(5.0));
+        if (causal == Causal::BottomRight) CHECK(r.weights.values<float>()(0, 2) == 0.0f);  // keys 0..1
+    }
+}
+
 TEST_CASE("sdpa: precision follows the inputs or the option") {
     const Tensor q = normal({3, 4}, 26, DType::Float64);
     CHECK(scaled_dot_product_attention(q, q, q, {}).dtype() == DType::Float64);

@@ -258,6 +258,18 @@ TEST_CASE("safetensors: invalid JSON header") {
     CHECK(contains(read_error(make_file(R"({"a":{"dtype":"U8",)")), "header is not valid JSON"));
 }
 
+TEST_CASE("safetensors: a number in the header beyond double's range") {
+    // Found by tests/fuzz/fuzz_safetensors: nlohmann reports it with out_of_range, not
+    // parse_error, and that escaped the reader as a non-attn::Error exception.
+    for (const char* header : {R"({"a":{"dtype":"F32","shape":[1e400],"data_offsets":[0,4]}})",
+                               R"({"__metadata__":{"x":"y"},"a":-1E+999})"}) {
+        CAPTURE(header);
+        const std::string message = read_error(make_file(header));
+        CHECK(contains(message, "header is not valid JSON"));
+        CHECK(contains(message, "number overflow"));
+    }
+}
+
 TEST_CASE("safetensors: header that is not UTF-8") {
     const std::string message = read_error(make_file("{\"\xff\":{}}"));
     CHECK(contains(message, "header is not valid JSON"));

@@ -3,8 +3,11 @@
 // softmax between them. Only the keys the causal rule and key lengths leave visible to
 // some query of a block are computed.
 // GCC 12 reports false "may be used uninitialized" warnings inside its own AVX-512
-// intrinsics (_mm512_undefined_ps) when xsimd code is inlined here.
+// intrinsics (_mm512_undefined_ps) when xsimd code is inlined here. Clang has no such
+// warning and warns about the unknown name instead.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include <omp.h>
 

@@ -48,6 +48,10 @@ std::vector<std::size_t> matrix_offsets(const Shape& batch, const Shape& dims, s
     return offsets;
 }
 
+// numpy's broadcast of two dims already known to fit (equal, or one of them 1): a 1
+// gives way to the other, 0 included, so (1,) and (0,) broadcast to (0,), not (1,).
+std::size_t broadcast_dim(std::size_t a, std::size_t b) { return a == 1 ? b : a; }
+
 struct Shapes {
     Shape batch;
     std::size_t L, S, E, Ev;
@@ -85,17 +89,16 @@ Shapes check_shapes(const Shape& q, const Shape& k, const Shape& v) {
         if (nk != nv && nk != 1 && nv != 1) {
             shape_error("-k/-v", "batch dims do not broadcast; " + three_shapes(q, k, v));
         }
-        const std::size_t nkv = std::max(nk, nv);
-        std::size_t n = std::max(nq, nkv);
+        const std::size_t nkv = broadcast_dim(nk, nv);
         const bool broadcast = nq == nkv || nq == 1 || nkv == 1;
-        const bool grouped = r == 0 && bq.size() >= 1 && nq % nkv == 0 && nq > nkv;
+        // Zero key/value heads divide no query head count (and 0 % 0 is undefined).
+        const bool grouped = r == 0 && bq.size() >= 1 && nkv != 0 && nq > nkv && nq % nkv == 0;
         if (!broadcast && !grouped) {
             shape_error("-q/-k", "batch dims do not broadcast and " + std::to_string(nkv) +
                                      " key/value heads do not divide " + std::to_string(nq) + " query heads; " +
                                      three_shapes(q, k, v));
         }
-        if (grouped) n = nq;
-        s.batch[rank - 1 - r] = n;
+        s.batch[rank - 1 - r] = grouped ? nq : broadcast_dim(nq, nkv);
     }
     return s;
 }
@@ -238,7 +241,11 @@ AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const T
     if (options.scale && !std::isfinite(*options.scale)) {
         throw Error(ErrorKind::Value, "--scale", "expected a finite number, found " + std::to_string(*options.scale));
     }
-    p.scale = static_cast<T>(options.scale ? *options.scale : 1.0 / std::sqrt(static_cast<double>(s.E)));
+    // With E = 0 every logit is the empty sum 0 whatever the scale: PyTorch scales Q and K
+    // (empty) before their product, so its weights are uniform. 1/√0 = inf would make the
+    // reference's 0 · inf NaN where the fast kernel's empty GEMM gives 0.
+    const double default_scale = s.E == 0 ? 1.0 : 1.0 / std::sqrt(static_cast<double>(s.E));
+    p.scale = static_cast<T>(options.scale ? *options.scale : default_scale);
     p.causal = options.causal;
     const Shape scores = p.score_shape();
 

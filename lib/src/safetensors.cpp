@@ -234,7 +234,7 @@ Layout parse_layout(std::string_view bytes, const std::string& name) {
     Json header;
     try {
         header = Json::parse(text, DuplicateKeyCheck(name));
-    } catch (const Json::parse_error& e) {
+    } catch (const Json::exception& e) {  // parse_error, or out_of_range for a number past double's (1e400)
         std::string_view what = e.what();
         const std::size_t tag_end = what.find("] ");  // drop nlohmann's "[json.exception...] "
         if (tag_end != std::string_view::npos) what.remove_prefix(tag_end + 2);
