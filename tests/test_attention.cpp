@@ -470,3 +470,30 @@ TEST_CASE("sdpa: the fast kernel equals the reference with GQA, padding, lengths
     threads.threads = 1;
     run_both(normal({3, 300, 8}, 206), normal({3, 300, 8}, 207), normal({3, 300, 8}, 208), threads);
 }
+
+TEST_CASE("sdpa: degenerate sizes (found by fuzz_attention)") {
+    SUBCASE("E = 0: every logit is 0, so the output is the mean of the values") {
+        for (DType dtype : {DType::Float32, DType::Float64}) {
+            const Tensor q = Tensor::zeros(dtype, {2, 3, 0});
+            const Tensor v = normal({2, 70, 4}, 500, dtype);
+            AttentionOptions o;
+            const Run r = run_both(q, Tensor::zeros(dtype, {2, 70, 0}), v, o, 1e-6);
+            const xt::xarray<double> mean = xt::mean(v.cast<double>(), {1});
+            CHECK(std::abs(r.output.cast<double>()(1, 2, 3) - mean(1, 3)) < 1e-6);
+        }
+    }
+    SUBCASE("no queries with a huge E: no scratch is allocated for them") {
+        const Tensor q = Tensor::zeros(DType::Float32, {0, std::size_t(1) << 28});
+        const Tensor out = scaled_dot_product_attention(q, q, q, {});
+        CHECK(out.shape() == Shape{0, std::size_t(1) << 28});
+    }
+    SUBCASE("float64 rows masked to -inf and NaN go through exp without undefined conversions") {
+        AttentionOptions o;
+        o.causal = Causal::BottomRight;  // the first rows see no key
+        xt::xarray<double> k = normal({300, 8}, 501, DType::Float64).values<double>();
+        run_both(normal({310, 8}, 502, DType::Float64), Tensor(k), normal({300, 8}, 503, DType::Float64), o, 1e-12);
+        k(5, 3) = std::numeric_limits<double>::quiet_NaN();
+        const Tensor out = scaled_dot_product_attention(normal({4, 8}, 504, DType::Float64), Tensor(k), Tensor(k), {});
+        CHECK(std::isnan(out.values<double>()(0, 0)));
+    }
+}

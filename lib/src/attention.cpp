@@ -2,11 +2,12 @@
 // query rows); per block register-blocked products on the inputs' own memory with the
 // softmax between them. Only the keys the causal rule and key lengths leave visible to
 // some query of a block are computed.
-// GCC 12 reports false "may be used uninitialized" warnings inside its own AVX-512
-// intrinsics (_mm512_undefined_ps) when xsimd code is inlined here. Clang has no such
-// warning and warns about the unknown name instead.
+// GCC 12 reports false "(may be) used uninitialized" warnings inside its own AVX-512
+// intrinsics (_mm512_undefined_ps, the pass-through operand of masked forms) when xsimd
+// code is inlined here. Clang has no such warning and warns about the unknown name.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 #include <omp.h>
@@ -197,14 +198,23 @@ void scale_row(T* row, std::size_t n, T factor) {
     for (std::size_t j = 0; j < n; ++j) row[j] *= factor;
 }
 
-// exp, or exp2 for logits in log2 units.
+// exp, or exp2 for logits in log2 units, of x ≤ 0, −inf or NaN. xsimd rounds its
+// argument to an integer and converts it, which for −inf and NaN is undefined (float64 on
+// AVX-512 converts one lane at a time in C++: UBSan's "outside the range"); so −inf
+// becomes a number whose exp is 0 all the same, and NaN is put back after.
 template <bool Base2, class Batch>
 Batch exp_of(const Batch& x) {
+    using T = typename Batch::value_type;
+    const Batch lowest(sizeof(T) == 4 ? T(-200) : T(-1200));  // exp and exp2 are 0 below
+    const auto nan = x != x;
+    const Batch safe = xsimd::select(x < lowest, lowest, xsimd::select(nan, Batch(T(0)), x));
+    Batch e;
     if constexpr (Base2) {
-        return xsimd::exp2(x);
+        e = xsimd::exp2(safe);
     } else {
-        return xsimd::exp(x);
+        e = xsimd::exp(safe);
     }
+    return xsimd::select(nan, x, e);
 }
 
 // One key tile (n rows of Sᵀ) of the online softmax: per query, the running max grows to
@@ -327,7 +337,7 @@ void full_rows_task(const detail::AttentionProblem<T>& p, const Task& t, T* out,
             for (std::size_t q = 0; q < kQueryBlock; q += W) {
                 T* at = tile + j * kQueryBlock + q;
                 const Batch x = Batch::load_unaligned(at) - Batch::load_unaligned(s.max.data() + q);
-                (xsimd::exp(x) * Batch::load_unaligned(s.sum.data() + q)).store_unaligned(at);
+                (exp_of<false>(x) * Batch::load_unaligned(s.sum.data() + q)).store_unaligned(at);
             }
         }
         if (weights) tile_to_rows(t, p.S, tile, j0, n, s.weight_rows.data());
@@ -364,6 +374,15 @@ void run_kernel(const detail::AttentionProblem<T>& p, T* out, ScoreSink* weights
         if (weights) weights->cancel();
         if (logits) logits->cancel();
     };
+    if (tasks == 0) {
+        if (options.progress) options.progress(0, 0);
+        return;
+    }
+    // Per thread: Qᵀ of a block (E × 64), a tile, and rows for the sinks (64 × S each).
+    const double scratch = double(threads) * double(sizeof(T)) * kQueryBlock *
+                           (double(p.E) + kKeyBlock + double(p.S) * ((weights ? 1 : 0) + (logits ? 1 : 0)));
+    check_memory(scratch > 1e18 ? std::size_t(1e18) : static_cast<std::size_t>(scratch), "attention",
+                 "the kernel's scratch (" + std::to_string(threads) + " threads)");
 #pragma omp parallel num_threads(threads)
     {
         Scratch<T> s;

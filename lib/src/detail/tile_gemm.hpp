@@ -117,6 +117,11 @@ void tile_gemm(std::size_t m, std::size_t n, std::size_t k, const T* a, std::siz
     constexpr std::size_t W = Shape::kWidth;
     constexpr std::size_t NV = Shape::kVectors / Sets;
     static_assert(NV >= 1, "more sets than accumulator columns");
+    if (m == 0 || n == 0) return;
+    if (k == 0) {  // an empty sum (E = 0): A and B may be empty, even null
+        for (std::size_t r = 0; r < m && !accumulate; ++r) std::fill(c + r * ldc, c + r * ldc + n, T(0));
+        return;
+    }
     std::size_t col = 0;
     for (; col + NV * W <= n; col += NV * W) {
         for (std::size_t r = 0; r < m; r += Shape::kRows) {
