@@ -57,7 +57,7 @@ void StreamingScoreWriter::write_block(std::size_t matrix, std::size_t row_begin
     if (format_ == io::Format::Json) io::detail::json_rows(values, shape_, first, row_count, layout_, text);
     std::unique_lock<std::mutex> lock(mutex_);
     turn_.wait(lock, [&] { return cancelled_ || next_row_ == first; });
-    if (cancelled_) throw Error(ErrorKind::Io, name_, "writing was cancelled");
+    if (cancelled_) throw_cancelled();
     try {
         if (format_ == io::Format::Json) {
             out_.write(text.bytes());
@@ -65,7 +65,10 @@ void StreamingScoreWriter::write_block(std::size_t matrix, std::size_t row_begin
             out_.write(reinterpret_cast<const char*>(values), row_count * row_length_ * sizeof(T));
         }
     } catch (...) {
-        cancelled_ = true;  // the file is broken: release the others
+        // The file is broken: release the others, with this error (whichever thread's
+        // error the caller reports, it is this one, not "cancelled").
+        write_failure_ = std::current_exception();
+        cancelled_ = true;
         turn_.notify_all();
         throw;
     }
@@ -91,9 +94,14 @@ void StreamingScoreWriter::cancel() noexcept {
     turn_.notify_all();
 }
 
+void StreamingScoreWriter::throw_cancelled() const {
+    if (write_failure_) std::rethrow_exception(write_failure_);
+    throw Error(ErrorKind::Io, name_, "writing was cancelled");
+}
+
 void StreamingScoreWriter::finish() {
     const std::lock_guard<std::mutex> lock(mutex_);
-    if (cancelled_) throw Error(ErrorKind::Io, name_, "writing was cancelled");
+    if (cancelled_) throw_cancelled();
     if (next_row_ != total_rows_) {
         throw Error(ErrorKind::Value, name_,
                     "expected " + std::to_string(total_rows_) + " rows, found " + std::to_string(next_row_));

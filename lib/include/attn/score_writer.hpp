@@ -10,6 +10,7 @@
 
 #include <condition_variable>
 #include <cstddef>
+#include <exception>
 #include <mutex>
 
 #include "attn/attention.hpp"
@@ -37,6 +38,7 @@ public:
 private:
     template <class T>
     void write_block(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const T* values);
+    [[noreturn]] void throw_cancelled() const;  // the write error if there was one
 
     io::ByteSink& out_;
     io::Format format_;
@@ -51,6 +53,7 @@ private:
     std::condition_variable turn_;
     std::size_t next_row_ = 0;  // the first row not yet written
     bool cancelled_ = false;
+    std::exception_ptr write_failure_;
 };
 
 }  // namespace attn
