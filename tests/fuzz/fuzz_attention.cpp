@@ -4,10 +4,10 @@
 // key lengths, the causal rule, the scale and the precision: mostly shapes that fit
 // together (broadcast batch dims, grouped-query heads), then some dims changed at random,
 // huge ones included (a tensor with a zero dim holds no data whatever its other dims).
-// attention_output_shape must accept or throw attn::Error. When it accepts and the
-// problem is tiny, scaled_dot_product_attention and reference_attention both run: they
-// must throw the same kind of attn::Error or both return that shape, with outputs,
-// weights and logits that agree within a tolerance.
+// attention_output_shape must accept or throw attn::Error, and when it refuses, so must
+// both kernels. When it accepts and the problem is tiny, scaled_dot_product_attention
+// and reference_attention both run: they must throw the same kind of attn::Error or both
+// return that shape, with outputs, weights and logits that agree within a tolerance.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <algorithm>
@@ -257,7 +257,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     describe(*q, *k, *v, options);
     Shape out_shape;
-    if (!fuzz::attempt([&] { out_shape = attention_output_shape(*q, *k, *v, options); })) return 0;
+    if (!fuzz::attempt([&] { out_shape = attention_output_shape(*q, *k, *v, options); })) {
+        // The kernels check the same shapes before they allocate anything.
+        ATTN_FUZZ_CHECK(!fuzz::attempt([&] { scaled_dot_product_attention(*q, *k, *v, options); }));
+        ATTN_FUZZ_CHECK(!fuzz::attempt([&] { reference_attention(*q, *k, *v, options); }));
+        return 0;
+    }
     ATTN_FUZZ_CHECK(out_shape.size() >= 2);
 
     // Only tiny problems go through the kernels.
