@@ -379,7 +379,7 @@ void run_kernel(const detail::AttentionProblem<T>& p, T* out, ScoreSink* weights
         return;
     }
     // Without sinks a thread takes several blocks of one matrix at a time, so that its K
-    // and V stay in that core's cache (B8 H12 L512: 134 -> 195 GFLOP/s in bench/attention.py), as long as every
+    // and V stay in that core's cache (B8 H12 L512: 134 -> 195 GFLOP/s), as long as every
     // thread still gets 4 chunks. Sinks take rows in order: one block at a time, or a
     // thread would wait for the whole chunk before its own.
     const std::size_t chunk =
