@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes the .npz and .safetensors fixtures of tests/test_npz.cpp and tests/test_safetensors.cpp.
+"""Writes the .npz and .safetensors fixtures of tests/io/test_npz.cpp and tests/io/test_safetensors.cpp.
 
 Run with Debian's interpreter (numpy 1.24, torch 1.13): /usr/bin/python3 tests/data/make_archive_fixtures.py
 

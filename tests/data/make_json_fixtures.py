@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes the JSON tensor fixtures of tests/test_json.cpp with Python's json and numpy.
+"""Writes the JSON tensor fixtures of tests/io/test_json.cpp with Python's json and numpy.
 
 Each NAME.json is what Python itself writes (json.dumps of ndarray.tolist(), the way a
 user hands tensors to attn-cli); NAME.bin beside it holds the expected tensor as raw

@@ -18,7 +18,7 @@ nn.MultiheadAttention turns key_padding_mask into one). One change to 1.13: a ro
 logits are all -inf gets zero weights and output zeros @ v, as in PyTorch >= 2.5
 (_safe_softmax), which attn-cli follows.
 
-The cases are read by tests/cli_test.py (attn-cli's fast kernel) and tests/test_attention.cpp
+The cases are read by tests/cli_test.py (attn-cli's fast kernel) and tests/attention/test_attention.cpp
 (the reference implementation).
 """
 import os

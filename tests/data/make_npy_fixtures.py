@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes the .npy fixtures of tests/test_npy.cpp with numpy itself.
+"""Writes the .npy fixtures of tests/io/test_npy.cpp with numpy itself.
 
 Good files hold np.arange-based values so the tests can recompute them; bad files are
 valid numpy files cut or edited at a known place. Run: /usr/bin/python3 tests/data/make_npy_fixtures.py

@@ -22,35 +22,11 @@
 #include <limits>
 
 #include "attn/attention.hpp"
-#include "detail/attention_problem.hpp"
-#include "detail/blas.hpp"  // resolve_threads
-#include "detail/tile_gemm.hpp"
+#include "attention/problem.hpp"
+#include "common/threads.hpp"
+#include "attention/tile_gemm.hpp"
 
 namespace attn {
-
-// ---- TensorScoreSink ---------------------------------------------------------------------
-
-void TensorScoreSink::begin(DType dtype, const Shape& shape) {
-    tensor_ = Tensor::empty(dtype, shape);
-    row_size_ = shape.back();
-    matrix_size_ = row_size_ * shape[shape.size() - 2];
-}
-
-template <class T>
-void TensorScoreSink::copy_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const T* values) {
-    T* out = tensor_.values<T>().data() + matrix * matrix_size_ + row_begin * row_size_;
-    std::copy(values, values + row_count * row_size_, out);
-}
-
-void TensorScoreSink::write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count,
-                                 const float* values) {
-    copy_rows(matrix, row_begin, row_count, values);
-}
-
-void TensorScoreSink::write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count,
-                                 const double* values) {
-    copy_rows(matrix, row_begin, row_count, values);
-}
 
 Shape attention_output_shape(const Tensor& query, const Tensor& key, const Tensor& value,
                              const AttentionOptions& options) {
@@ -62,7 +38,7 @@ namespace {
 // Tiles (kernel.md): a task is a block of kQueryBlock query rows of one matrix. Its
 // logits are computed transposed, Sᵀ = K·Qᵀ (keys down, queries across), so that the
 // softmax runs on SIMD vectors of queries with no horizontal reductions, and both
-// products read K and V where they lie (detail/tile_gemm.hpp). Without score sinks it
+// products read K and V where they lie (tile_gemm.hpp). Without score sinks it
 // walks the visible keys kKeyBlock at a time with an online softmax: its scratch stays
 // in L2 whatever S is.
 constexpr std::size_t kQueryBlock = 64;

@@ -11,7 +11,7 @@
 #include <cstring>
 
 #include "attn/io.hpp"
-#include "detail/temp_files.hpp"
+#include "io/temp_files.hpp"
 
 namespace attn::io {
 namespace {
@@ -186,62 +186,6 @@ void OutputFile::commit() {
     }
     detail::unregister_temp_file(temp_path_);
     committed_ = true;
-}
-
-}  // namespace attn::io
-
-// ---- the registry of temporary files ---------------------------------------------------
-// Fixed storage and atomics only, so that remove_pending_outputs can run in a signal
-// handler (unlink is async-signal-safe; malloc and locks are not).
-#include <array>
-#include <atomic>
-
-namespace attn::detail {
-namespace {
-
-constexpr std::size_t kMaxTempFiles = 16;
-constexpr std::size_t kMaxTempPath = 4096;
-
-struct TempSlot {
-    std::atomic<bool> used{false};
-    char path[kMaxTempPath] = {};
-};
-
-std::array<TempSlot, kMaxTempFiles>& temp_slots() {
-    static std::array<TempSlot, kMaxTempFiles> slots;
-    return slots;
-}
-
-}  // namespace
-
-void register_temp_file(const std::string& path) {
-    if (path.size() >= kMaxTempPath) return;  // not removable from a signal handler; still removed normally
-    for (auto& slot : temp_slots()) {
-        bool expected = false;
-        if (slot.used.load() || !slot.used.compare_exchange_strong(expected, true)) continue;
-        std::memcpy(slot.path, path.c_str(), path.size() + 1);
-        return;
-    }
-}
-
-void unregister_temp_file(const std::string& path) {
-    for (auto& slot : temp_slots()) {
-        if (slot.used.load() && path == slot.path) {
-            slot.path[0] = '\0';
-            slot.used.store(false);
-            return;
-        }
-    }
-}
-
-}  // namespace attn::detail
-
-namespace attn::io {
-
-void remove_pending_outputs() noexcept {
-    for (auto& slot : detail::temp_slots()) {
-        if (slot.used.load() && slot.path[0] != '\0') ::unlink(slot.path);
-    }
 }
 
 }  // namespace attn::io

@@ -1,4 +1,4 @@
-#include "detail/element_decode.hpp"
+#include "io/element_decode.hpp"
 
 #include <cstring>
 #include <limits>

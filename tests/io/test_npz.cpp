@@ -1,4 +1,4 @@
-// Tests of the .npz reader and writer (lib/src/npz.cpp) against archives numpy wrote and
+// Tests of the .npz reader and writer (lib/src/io/npz.cpp) against archives numpy wrote and
 // hostile ones made by tests/data/make_archive_fixtures.py.
 #include <doctest/doctest.h>
 

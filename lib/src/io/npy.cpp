@@ -4,8 +4,8 @@
 #include <optional>
 
 #include "attn/io.hpp"
-#include "detail/message.hpp"
-#include "detail/npy_header.hpp"
+#include "common/message.hpp"
+#include "io/npy_header.hpp"
 
 namespace attn::io {
 namespace {

@@ -12,9 +12,6 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, double alpha, const double* a,
           std::size_t lda, const double* b, std::size_t ldb, double beta, double* c, std::size_t ldc);
 
-// The number of threads worker code should use: `requested`, or all cores when 0.
-int resolve_threads(int requested);
-
 // While alive, BLAS calls made outside our parallel regions (the projections of mha) use
 // `threads` threads (0 = all cores); the previous setting comes back afterwards.
 class BlasThreads {

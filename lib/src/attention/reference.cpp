@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "attn/attention.hpp"
-#include "detail/attention_problem.hpp"
+#include "attention/problem.hpp"
 
 namespace attn {
 namespace {

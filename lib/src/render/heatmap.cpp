@@ -8,8 +8,8 @@
 #include <limits>
 
 #include "attn/inspect.hpp"
-#include "detail/bitmap_font.hpp"
-#include "detail/weights_panels.hpp"
+#include "render/bitmap_font.hpp"
+#include "inspect/weights_panels.hpp"
 
 namespace attn {
 

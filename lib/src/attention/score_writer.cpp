@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <utility>
 
-#include "detail/json_rows.hpp"
+#include "io/json_rows.hpp"
 
 namespace attn {
 

@@ -6,7 +6,7 @@
 #include <string_view>
 
 #include "attn/tensor.hpp"
-#include "detail/element_decode.hpp"
+#include "io/element_decode.hpp"
 
 namespace attn::detail {
 

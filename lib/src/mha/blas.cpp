@@ -2,7 +2,8 @@
 // loading OpenBLAS costs every run about 1.5 ms of relocations — a third of the whole
 // classic example. ATTN_BLAS_LIBRARY is the library CMake found; its soname is the
 // fallback for a build carried to another machine with its libraries.
-#include "detail/blas.hpp"
+#include "mha/blas.hpp"
+#include "common/threads.hpp"
 
 #include <cblas.h>
 #include <dlfcn.h>
@@ -78,8 +79,6 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
     blas().dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, to_int(m),
                  to_int(n), to_int(k), alpha, a, to_int(lda), b, to_int(ldb), beta, c, to_int(ldc));
 }
-
-int resolve_threads(int requested) { return requested > 0 ? requested : omp_get_num_procs(); }
 
 // OpenBLAS's OpenMP build takes its thread count from omp_get_max_threads() at each
 // call, overriding openblas_set_num_threads; the pthread build reads the latter.

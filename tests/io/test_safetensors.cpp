@@ -1,4 +1,4 @@
-// Tests of the .safetensors reader and writer (lib/src/safetensors.cpp): files made from
+// Tests of the .safetensors reader and writer (lib/src/io/safetensors.cpp): files made from
 // torch tensors by tests/data/make_archive_fixtures.py, round trips, and one test per
 // rule of formats.md that a hostile file can break.
 #include <doctest/doctest.h>

@@ -20,8 +20,8 @@
 
 #include "attn/error.hpp"
 #include "attn/io.hpp"
-#include "detail/element_decode.hpp"
-#include "detail/npy_header.hpp"
+#include "io/element_decode.hpp"
+#include "io/npy_header.hpp"
 
 namespace attn::io {
 namespace {

@@ -1,4 +1,4 @@
-#include "detail/attention_problem.hpp"
+#include "attention/problem.hpp"
 
 #include <cmath>
 #include <limits>

@@ -12,8 +12,8 @@
 #include <xtensor/xview.hpp>
 
 #include "attn/random.hpp"
-#include "detail/attention_problem.hpp"
-#include "detail/blas.hpp"
+#include "attention/problem.hpp"
+#include "mha/blas.hpp"
 
 namespace attn {
 namespace {

@@ -36,7 +36,7 @@
 #include "attn/error.hpp"
 #include "attn/io.hpp"
 #include "attn/tensor.hpp"
-#include "detail/json_rows.hpp"
+#include "io/json_rows.hpp"
 
 namespace attn::io {
 namespace {

@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "attn/io.hpp"
-#include "detail/npy_header.hpp"
+#include "io/npy_header.hpp"
 
 namespace attn::io {
 namespace {

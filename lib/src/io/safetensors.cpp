@@ -17,8 +17,8 @@
 
 #include "attn/error.hpp"
 #include "attn/io.hpp"
-#include "detail/message.hpp"
-#include "detail/element_decode.hpp"
+#include "common/message.hpp"
+#include "io/element_decode.hpp"
 
 namespace attn::io {
 namespace {
