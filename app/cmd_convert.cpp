@@ -16,7 +16,7 @@ struct ConvertFlags {
 
 void run_convert(const ConvertFlags& f) {
     Tensor tensor = io::read_tensor(f.input);
-    if (f.check_finite) check_finite(tensor, tensor_subject(f.input), false, kCheckFiniteNote);
+    if (f.check_finite) check_finite(tensor, io::display_name(f.input), false, kCheckFiniteNote);
     if (!f.dtype.empty()) tensor = std::move(tensor).to(*dtype_from_name(f.dtype));
     write_outputs({{f.output, &tensor}}, f.out);
 }

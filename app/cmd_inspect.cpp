@@ -143,7 +143,7 @@ bool ends_with_png(const std::string& path) {
 void run_inspect(const InspectFlags& f) {
     if (!f.heatmap.empty() && !ends_with_png(f.heatmap))
         throw Error(ErrorKind::Usage, "--heatmap", "expected a FILE.png to write, found '" + f.heatmap + "'");
-    const std::string subject = f.scores == "-" ? "<stdin>" : f.scores;
+    const std::string subject = io::display_name(f.scores);
     const Tensor weights = io::read_tensor(f.scores);
     if (f.check_finite) check_finite(weights, subject, false, kCheckFiniteNote);
     const WeightsLayout layout = weights_layout(weights.shape(), subject);

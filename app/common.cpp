@@ -92,8 +92,6 @@ CLI::Validator file_name() {
     });
 }
 
-std::string tensor_subject(const std::string& spec) { return spec == "-" ? "<stdin>" : spec; }
-
 void add_output_flags(CLI::App& app, OutputFlags& flags) {
     app.add_option("--format", flags.format, "Format of every OUT, whatever its name (needed for '-': default json)")
         ->check(CLI::IsMember({"json", "npy"}));
@@ -223,14 +221,14 @@ void add_attention_flags(CLI::App& app, AttentionFlags& flags, const AttentionHe
 }
 
 AttentionInputs::AttentionInputs(const AttentionFlags& flags) : query_(io::read_tensor(flags.query)) {
-    if (flags.check_finite) check_finite(query_, tensor_subject(flags.query), false, kCheckFiniteNote);
+    if (flags.check_finite) check_finite(query_, io::display_name(flags.query), false, kCheckFiniteNote);
     if (!flags.key.empty()) {
         key_ = io::read_tensor(flags.key);
-        if (flags.check_finite) check_finite(*key_, tensor_subject(flags.key), false, kCheckFiniteNote);
+        if (flags.check_finite) check_finite(*key_, io::display_name(flags.key), false, kCheckFiniteNote);
     }
     if (!flags.value.empty()) {
         value_ = io::read_tensor(flags.value);
-        if (flags.check_finite) check_finite(*value_, tensor_subject(flags.value), false, kCheckFiniteNote);
+        if (flags.check_finite) check_finite(*value_, io::display_name(flags.value), false, kCheckFiniteNote);
     }
 }
 
@@ -241,12 +239,12 @@ AttentionOptions attention_options(const AttentionFlags& flags) {
     }
     if (!flags.mask.empty()) {
         options.mask = io::read_tensor(flags.mask);
-        if (flags.check_finite) check_finite(*options.mask, tensor_subject(flags.mask), true, kCheckFiniteMaskNote);
+        if (flags.check_finite) check_finite(*options.mask, io::display_name(flags.mask), true, kCheckFiniteMaskNote);
     }
     if (!flags.key_padding_mask.empty()) {
         options.key_padding_mask = io::read_tensor(flags.key_padding_mask);
         if (flags.check_finite) {
-            check_finite(*options.key_padding_mask, tensor_subject(flags.key_padding_mask), true, kCheckFiniteMaskNote);
+            check_finite(*options.key_padding_mask, io::display_name(flags.key_padding_mask), true, kCheckFiniteMaskNote);
         }
     }
     options.key_lengths = parse_key_lengths(flags.key_lengths);

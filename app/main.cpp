@@ -1,5 +1,5 @@
 // attn-cli: the command-line face of the attn library. Parses arguments, runs one
-// subcommand and maps errors to the exit statuses of shared/spec/cli.md:
+// subcommand and maps errors to the exit statuses of docs/cli.md:
 // 0 success, 1 bad input, 2 usage.
 #include <csignal>
 #include <cstdio>
@@ -13,6 +13,7 @@
 #include "attn/error.hpp"
 #include "attn/io.hpp"
 #include "commands.hpp"
+#include "errors.hpp"
 
 namespace {
 
@@ -116,7 +117,7 @@ int main(int argc, char** argv) {
         report(usage_message(one_line(e.what())) + " (see " + help + ")");
         return kExitUsage;
     } catch (const attn::Error& e) {
-        report(e.what());
+        report(attn::cli::error_message(e));
         return e.kind() == attn::ErrorKind::Usage ? kExitUsage : kExitBadInput;
     } catch (const std::bad_alloc&) {
         report("out of memory");

@@ -45,6 +45,19 @@ std::string error_of(F&& f, ErrorKind kind = ErrorKind::Format) {
     return {};
 }
 
+// The argument named by the attn::Error that `f` throws (Arg::None when it names a file).
+template <class F>
+Arg error_arg_of(F&& f) {
+    try {
+        f();
+    } catch (const Error& e) {
+        CHECK(std::string(e.what()) == std::string(arg_name(e.arg())) + ": " + e.detail());
+        return e.arg();
+    }
+    FAIL("expected an attn::Error");
+    return Arg::None;
+}
+
 // Checks dtype, shape and every value (exactly, NaN equal to NaN).
 template <class T>
 void check_tensor(const Tensor& t, const Shape& shape, const std::vector<T>& expected) {

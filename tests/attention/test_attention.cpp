@@ -324,7 +324,7 @@ TEST_CASE("sdpa: results that cannot fit in memory are refused before anything i
                 }
             },
             ErrorKind::Value);
-        CHECK(m.rfind("-s/--scores: needs 4.0 TB for float32 output (1000, 1000, 1000, 1) + weights (1000, 1000, "
+        CHECK(m.rfind("weights: needs 4.0 TB for float32 output (1000, 1000, 1000, 1) + weights (1000, 1000, "
                       "1000, 1000), ",
                       0) == 0);
         CHECK(weights.tensor().rank() == 0);  // begin() never came: nothing was allocated
@@ -332,7 +332,8 @@ TEST_CASE("sdpa: results that cannot fit in memory are refused before anything i
     TensorScoreSink logits;
     const std::string m =
         test::error_of([&] { scaled_dot_product_attention(q, k, k, {}, nullptr, &logits); }, ErrorKind::Value);
-    CHECK(test::contains(m, "--logits: needs 4.0 TB for float32 output (1000, 1000, 1000, 1) + logits ("));
+    CHECK(test::contains(m, "logits: needs 4.0 TB for float32 output (1000, 1000, 1000, 1) + logits ("));
+    CHECK(test::error_arg_of([&] { scaled_dot_product_attention(q, k, k, {}, nullptr, &logits); }) == Arg::Logits);
 }
 
 // NaN where `expected` (torch's float64 result) has NaN, the same infinities, and the
@@ -400,7 +401,10 @@ TEST_CASE("sdpa: shape errors name both shapes") {
     AttentionOptions bad_mask;
     bad_mask.mask = Tensor(xt::xarray<bool>(xt::ones<bool>({3, 4})));
     m = test::error_of([&] { scaled_dot_product_attention(q, q, q, bad_mask); }, ErrorKind::Shape);
-    CHECK(test::contains(m, "--mask: shape (3, 4) does not broadcast to the scores (2, 3, 3)"));
+    CHECK(test::contains(m, "attn_mask: shape (3, 4) does not broadcast to the scores (2, 3, 3)"));
+    // Errors about an argument carry it, so that a program can name it in its own terms.
+    CHECK(test::error_arg_of([&] { scaled_dot_product_attention(q, q, q, bad_mask); }) == Arg::Mask);
+    CHECK(test::error_arg_of([&] { scaled_dot_product_attention(normal({4}, 1), q, q, {}); }) == Arg::Query);
     AttentionOptions int_mask;
     int_mask.mask = Tensor(xt::xarray<int>(xt::ones<int>({3, 3})));
     m = test::error_of([&] { scaled_dot_product_attention(q, q, q, int_mask); }, ErrorKind::Value);

@@ -216,10 +216,11 @@ TEST_CASE("inspect: out-of-range selections are usage errors") {
     const Tensor w = weights_of({2, 2, 2}, std::vector<float>(8, 0.5f));
     InspectOptions options;
     options.batch = 1;
-    CHECK(contains(error_of([&] { inspect(w, options); }, ErrorKind::Usage), "--batch: expected 0 to 0"));
+    CHECK(contains(error_of([&] { inspect(w, options); }, ErrorKind::Usage), "batch: expected 0 to 0"));
+    CHECK(test::error_arg_of([&] { inspect(w, options); }) == Arg::Batch);
     options = {};
     options.head = 2;
-    CHECK(contains(error_of([&] { inspect(w, options); }, ErrorKind::Usage), "--head"));
+    CHECK(contains(error_of([&] { inspect(w, options); }, ErrorKind::Usage), "head: expected 0 to 1"));
     options = {};
     options.query = 5;
     CHECK(contains(error_of([&] { inspect(w, options); }, ErrorKind::Usage), "found 5"));

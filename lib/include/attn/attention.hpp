@@ -5,7 +5,7 @@
 // Q (…, L, E), K (…, S, E), V (…, S, Ev) -> out (…, L, Ev). Leading batch dimensions
 // broadcast as in numpy; on dimension −3 a key/value head count Hkv dividing the query
 // head count Hq gives grouped-query attention (query head h reads K/V head h / (Hq/Hkv),
-// PyTorch enable_gqa). Bool masks mean "true = may attend" (shared/spec/cli.md).
+// PyTorch enable_gqa). Bool masks mean "true = may attend" (docs/cli.md).
 // A query row that may attend no key gets all-zero weights and an all-zero output row
 // (PyTorch ≥ 2.5), never NaN. Weights and logits are handed to a ScoreSink row block by
 // row block, so a caller can stream them to a file instead of holding (…, L, S).
@@ -97,7 +97,7 @@ Shape attention_output_shape(const Tensor& query, const Tensor& key, const Tenso
 // after masks, −inf where masked) go to the sinks when given. The fast kernel.
 // Before anything is computed, the output and what the sinks hold (bytes_to_hold) are
 // checked against the memory available (check_memory in attn/tensor.hpp): the error names
-// -s/--scores, --logits or -o/--output.
+// Arg::Weights, Arg::Logits, Arg::WeightsAndLogits or Arg::Output.
 Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, const Tensor& value,
                                     const AttentionOptions& options, ScoreSink* weights = nullptr,
                                     ScoreSink* logits = nullptr);

@@ -92,7 +92,8 @@ struct InspectReport {
 
 // Summarises the chosen panels of `weights` in one pass. `subject` (usually the file)
 // starts every message. Throws ErrorKind::Shape for rank < 2, ErrorKind::Value for a
-// negative weight, ErrorKind::Usage naming --batch/--head/--query when out of range.
+// negative weight, ErrorKind::Usage naming Arg::Batch, Arg::Head or Arg::QueryIndex when out
+// of range.
 InspectReport inspect_weights(const Tensor& weights, const InspectOptions& options, const std::string& subject);
 
 // The report as one JSON document and a newline (schema in README.md, "inspect"):

@@ -48,6 +48,9 @@ std::optional<Format> sniff_format(std::string_view bytes);
 // The whole content of a file, or of standard input for "-". `path` names it in errors.
 std::string read_file(const std::string& path);
 
+// How messages name a path: the path itself, "<stdin>" for "-".
+std::string display_name(const std::string& path);
+
 // ---- Reading ----------------------------------------------------------------------
 // `name` is what error messages call the input (usually the file name).
 

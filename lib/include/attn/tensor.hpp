@@ -48,7 +48,7 @@ bool is_floating(DType dtype);
 std::string shape_to_string(const Shape& shape);
 // The number of elements of a shape; throws ErrorKind::Value naming `subject` when the
 // product of its non-zero dims overflows ptrdiff_t (xtensor's stride type).
-std::size_t checked_element_count(const Shape& shape, const std::string& subject);
+std::size_t checked_element_count(const Shape& shape, const Subject& subject);
 
 // The bytes this process may still allocate: MemAvailable + SwapFree of /proc/meminfo;
 // nullopt where they cannot be read (then nothing is refused for want of memory).
@@ -59,7 +59,7 @@ std::string bytes_to_string(std::size_t bytes);
 // ErrorKind::Value "SUBJECT: needs 40.0 TB for WHAT, 21.3 GB available" when `bytes`
 // exceed available_memory(). Without it the allocation would fail with no name attached,
 // or succeed under overcommit and end in the kernel's OOM killer.
-void check_memory(std::size_t bytes, const std::string& subject, const std::string& what);
+void check_memory(std::size_t bytes, const Subject& subject, const std::string& what);
 
 template <class T>
 struct dtype_of;
@@ -121,10 +121,10 @@ public:
     explicit Tensor(xt::xarray<T> values) : storage_(std::move(values)) {}
 
     // A zero-filled tensor. Both factories refuse shapes checked_element_count refuses and
-    // tensors check_memory refuses, naming `subject` (the file or flag the shape came from).
-    static Tensor zeros(DType dtype, const Shape& shape, const std::string& subject = "tensor");
+    // tensors check_memory refuses, naming `subject` (the file or argument the shape came from).
+    static Tensor zeros(DType dtype, const Shape& shape, const Subject& subject = "tensor");
     // A tensor whose elements are left uninitialised, for readers that fill it at once.
-    static Tensor empty(DType dtype, const Shape& shape, const std::string& subject = "tensor");
+    static Tensor empty(DType dtype, const Shape& shape, const Subject& subject = "tensor");
 
     DType dtype() const noexcept { return static_cast<DType>(storage_.index()); }
     Shape shape() const;

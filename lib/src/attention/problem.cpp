@@ -7,10 +7,6 @@
 namespace attn::detail {
 namespace {
 
-[[noreturn]] void shape_error(const std::string& subject, const std::string& what) {
-    throw Error(ErrorKind::Shape, subject, what);
-}
-
 Shape batch_dims(const Shape& shape) { return Shape(shape.begin(), shape.end() - 2); }
 
 // Element offset of every matrix of the output batch in an array whose own batch dims
@@ -62,9 +58,9 @@ std::string three_shapes(const Shape& q, const Shape& k, const Shape& v) {
 }
 
 Shapes check_shapes(const Shape& q, const Shape& k, const Shape& v) {
-    for (auto [shape, name] : {std::pair{&q, "-q/--query"}, {&k, "-k/--key"}, {&v, "-v/--value"}}) {
+    for (auto [shape, arg] : {std::pair{&q, Arg::Query}, {&k, Arg::Key}, {&v, Arg::Value}}) {
         if (shape->size() < 2) {
-            shape_error(name, "expected rank >= 2 (…, length, features), found shape " + shape_to_string(*shape));
+            throw Error(ErrorKind::Shape, arg, "expected rank >= 2 (…, length, features), found shape " + shape_to_string(*shape));
         }
     }
     Shapes s;
@@ -73,11 +69,11 @@ Shapes check_shapes(const Shape& q, const Shape& k, const Shape& v) {
     s.S = k[k.size() - 2];
     s.Ev = v.back();
     if (k.back() != s.E) {
-        shape_error("-k/--key",
+        throw Error(ErrorKind::Shape, Arg::Key,
                     "last dim must equal the query's E = " + std::to_string(s.E) + "; " + three_shapes(q, k, v));
     }
     if (v[v.size() - 2] != s.S) {
-        shape_error("-v/--value",
+        throw Error(ErrorKind::Shape, Arg::Value,
                     "dim -2 must equal the key's S = " + std::to_string(s.S) + "; " + three_shapes(q, k, v));
     }
     const Shape bq = batch_dims(q), bk = batch_dims(k), bv = batch_dims(v);
@@ -87,14 +83,14 @@ Shapes check_shapes(const Shape& q, const Shape& k, const Shape& v) {
         auto dim = [&](const Shape& b) -> std::size_t { return r < b.size() ? b[b.size() - 1 - r] : 1; };
         const std::size_t nq = dim(bq), nk = dim(bk), nv = dim(bv);
         if (nk != nv && nk != 1 && nv != 1) {
-            shape_error("-k/-v", "batch dims do not broadcast; " + three_shapes(q, k, v));
+            throw Error(ErrorKind::Shape, Arg::KeyValue, "batch dims do not broadcast; " + three_shapes(q, k, v));
         }
         const std::size_t nkv = broadcast_dim(nk, nv);
         const bool broadcast = nq == nkv || nq == 1 || nkv == 1;
         // Zero key/value heads divide no query head count (and 0 % 0 is undefined).
         const bool grouped = r == 0 && bq.size() >= 1 && nkv != 0 && nq > nkv && nq % nkv == 0;
         if (!broadcast && !grouped) {
-            shape_error("-q/-k", "batch dims do not broadcast and " + std::to_string(nkv) +
+            throw Error(ErrorKind::Shape, Arg::QueryKey, "batch dims do not broadcast and " + std::to_string(nkv) +
                                      " key/value heads do not divide " + std::to_string(nq) + " query heads; " +
                                      three_shapes(q, k, v));
         }
@@ -113,7 +109,7 @@ Shape check_mask_shape(const Shape& mask, const Shape& scores) {
         fits = m == o || m == 1;
     }
     if (!fits) {
-        shape_error("--mask",
+        throw Error(ErrorKind::Shape, Arg::Mask,
                     "shape " + shape_to_string(mask) + " does not broadcast to the scores " + shape_to_string(scores));
     }
     return ms;
@@ -124,7 +120,7 @@ void check_padding_shape(const Shape& ps, const Shape& batch, std::size_t keys) 
     bool fits = !ps.empty() && ps.back() == keys && ps.size() - 1 <= batch.size();
     for (std::size_t d = 0; fits && d + 1 < ps.size(); ++d) fits = ps[d] == batch[d] || ps[d] == 1;
     if (!fits) {
-        shape_error("--key-padding-mask", "expected shape (batch…, S) with leading batch dims of " +
+        throw Error(ErrorKind::Shape, Arg::KeyPaddingMask, "expected shape (batch…, S) with leading batch dims of " +
                                               shape_to_string(batch) + " and S = " + std::to_string(keys) + ", found " +
                                               shape_to_string(ps));
     }
@@ -134,13 +130,13 @@ void check_key_lengths(const std::vector<std::size_t>& lengths, const Shape& bat
     if (lengths.empty()) return;
     const std::size_t first = batch.empty() ? 1 : batch[0];
     if (lengths.size() != 1 && lengths.size() != first) {
-        throw Error(ErrorKind::Shape, "--key-lengths",
+        throw Error(ErrorKind::Shape, Arg::KeyLengths,
                     "expected 1 or " + std::to_string(first) + " values (the first batch dim), found " +
                         std::to_string(lengths.size()));
     }
     for (std::size_t n : lengths) {
         if (n > keys) {
-            throw Error(ErrorKind::Value, "--key-lengths",
+            throw Error(ErrorKind::Value, Arg::KeyLengths,
                         "length " + std::to_string(n) + " exceeds the number of keys S = " + std::to_string(keys));
         }
     }
@@ -148,7 +144,7 @@ void check_key_lengths(const std::vector<std::size_t>& lengths, const Shape& bat
 
 // The additive form of a mask: bool true -> 0, false -> −inf; floats as they are.
 template <class T>
-xt::xarray<T> additive(const Tensor& mask, const std::string& subject, bool true_means_masked) {
+xt::xarray<T> additive(const Tensor& mask, Arg subject, bool true_means_masked) {
     if (mask.dtype() == DType::Bool) {
         const auto& b = mask.values<bool>();
         xt::xarray<T> out = xt::xarray<T>::from_shape(b.shape());
@@ -198,15 +194,15 @@ void check_result_memory(const Tensor& query, const Tensor& key, const Tensor& v
     const DType dtype = compute_dtype(query, key, value, options);
     Shape scores = output;
     scores.back() = key.shape()[key.rank() - 2];
-    const std::size_t output_bytes = checked_element_count(output, "-o/--output") * dtype_size(dtype);
+    const std::size_t output_bytes = checked_element_count(output, Arg::Output) * dtype_size(dtype);
     const std::size_t weight_bytes = weights ? weights->bytes_to_hold(dtype, scores) : 0;
     const std::size_t logit_bytes = logits ? logits->bytes_to_hold(dtype, scores) : 0;
     std::string what = std::string(dtype_name(dtype)) + " output " + shape_to_string(output);
-    std::string subject = "-o/--output";
+    Arg subject = Arg::Output;
     if (weight_bytes > 0) what += " + weights " + shape_to_string(scores);
     if (logit_bytes > 0) what += " + logits " + shape_to_string(scores);
-    if (logit_bytes > 0) subject = "--logits";
-    if (weight_bytes > 0) subject = logit_bytes > 0 ? "-s/--scores, --logits" : "-s/--scores";
+    if (logit_bytes > 0) subject = Arg::Logits;
+    if (weight_bytes > 0) subject = logit_bytes > 0 ? Arg::WeightsAndLogits : Arg::Weights;
     std::size_t total = output_bytes;
     for (std::size_t part : {weight_bytes, logit_bytes}) {
         if (part > std::numeric_limits<std::size_t>::max() - total) {
@@ -239,7 +235,7 @@ AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const T
     p.k.emplace(key);
     p.v.emplace(value);
     if (options.scale && !std::isfinite(*options.scale)) {
-        throw Error(ErrorKind::Value, "--scale", "expected a finite number, found " + std::to_string(*options.scale));
+        throw Error(ErrorKind::Value, Arg::Scale, "expected a finite number, found " + std::to_string(*options.scale));
     }
     // With E = 0 every logit is the empty sum 0 whatever the scale: PyTorch scales Q and K
     // (empty) before their product, so its weights are uniform. 1/√0 = inf would make the
@@ -252,7 +248,7 @@ AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const T
     if (options.mask) {
         const Shape ms = check_mask_shape(options.mask->shape(), scores);
         AdditiveTerm<T> term;
-        term.values = additive<T>(*options.mask, "--mask", false);
+        term.values = additive<T>(*options.mask, Arg::Mask, false);
         const std::size_t ml = ms[ms.size() - 2], mcols = ms.back();
         term.column_stride = mcols == 1 ? 0 : 1;
         term.row_stride = ml == 1 ? 0 : mcols;
@@ -263,7 +259,7 @@ AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const T
     if (options.key_padding_mask) {
         const Shape ps = options.key_padding_mask->shape();
         AdditiveTerm<T> term;
-        term.values = additive<T>(*options.key_padding_mask, "--key-padding-mask", true);
+        term.values = additive<T>(*options.key_padding_mask, Arg::KeyPaddingMask, true);
         term.row_stride = 0;
         term.column_stride = 1;
         // Leading alignment: dim d of the mask is batch dim d.

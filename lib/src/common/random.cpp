@@ -33,11 +33,11 @@ template void TorchGenerator::fill_normal<double>(double*, std::size_t, double, 
 
 Tensor random_tensor(const Shape& shape, Distribution distribution, std::uint64_t seed, DType dtype) {
     if (!is_floating(dtype)) {
-        throw Error(ErrorKind::Usage, "--dtype",
+        throw Error(ErrorKind::Usage, Arg::DType,
                     "random tensors are float32 or float64, not " + std::string(dtype_name(dtype)));
     }
-    checked_element_count(shape, "--shape");
-    Tensor tensor = Tensor::empty(dtype, shape, "--shape");
+    checked_element_count(shape, Arg::Shape);
+    Tensor tensor = Tensor::empty(dtype, shape, Arg::Shape);
     TorchGenerator generator(seed);
     tensor.visit([&](auto& a) {
         using T = typename std::decay_t<decltype(a)>::value_type;

@@ -73,7 +73,7 @@ std::string shape_to_string(const Shape& shape) {
     return s + ")";
 }
 
-std::size_t checked_element_count(const Shape& shape, const std::string& subject) {
+std::size_t checked_element_count(const Shape& shape, const Subject& subject) {
     // xtensor's strides are signed products of the trailing dims, zero-sized or not, so
     // the product of the non-zero dims must fit a ptrdiff_t even when there are no elements.
     constexpr auto kLimit = static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max());
@@ -121,7 +121,7 @@ std::string bytes_to_string(std::size_t bytes) {
     return text;
 }
 
-void check_memory(std::size_t bytes, const std::string& subject, const std::string& what) {
+void check_memory(std::size_t bytes, const Subject& subject, const std::string& what) {
     // Small buffers are not worth a read of /proc/meminfo.
     constexpr std::size_t kUncheckedBytes = std::size_t(16) << 20;
     if (bytes <= kUncheckedBytes) return;
@@ -134,7 +134,7 @@ void check_memory(std::size_t bytes, const std::string& subject, const std::stri
 namespace {
 
 // Every factory's checks: the element count, then the memory the storage needs.
-void check_new_tensor(DType dtype, const Shape& shape, const std::string& subject) {
+void check_new_tensor(DType dtype, const Shape& shape, const Subject& subject) {
     const std::size_t count = checked_element_count(shape, subject);
     const std::size_t item = dtype_size(dtype);
     const std::string what = std::string(dtype_name(dtype)) + " " + shape_to_string(shape);
@@ -146,7 +146,7 @@ void check_new_tensor(DType dtype, const Shape& shape, const std::string& subjec
 
 }  // namespace
 
-Tensor Tensor::zeros(DType dtype, const Shape& shape, const std::string& subject) {
+Tensor Tensor::zeros(DType dtype, const Shape& shape, const Subject& subject) {
     check_new_tensor(dtype, shape, subject);
     return dispatch_dtype(dtype, [&](auto tag) {
         using T = decltype(tag);
@@ -155,7 +155,7 @@ Tensor Tensor::zeros(DType dtype, const Shape& shape, const std::string& subject
     });
 }
 
-Tensor Tensor::empty(DType dtype, const Shape& shape, const std::string& subject) {
+Tensor Tensor::empty(DType dtype, const Shape& shape, const Subject& subject) {
     check_new_tensor(dtype, shape, subject);
     return dispatch_dtype(dtype, [&](auto tag) {
         using T = decltype(tag);

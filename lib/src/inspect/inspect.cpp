@@ -12,6 +12,8 @@
 #include <limits>
 #include <utility>
 
+#include "attn/io.hpp"
+#include "common/text.hpp"
 #include "inspect/weights_panels.hpp"
 
 namespace attn {
@@ -226,9 +228,9 @@ InspectReport inspect_weights(const Tensor& weights, const InspectOptions& optio
     report.dtype = weights.dtype();
     report.layout = weights_layout(report.shape, subject);
     const WeightsLayout& layout = report.layout;
-    if (options.batch) detail::check_index(*options.batch, layout.batches, "--batch", "batches");
-    if (options.head) detail::check_index(*options.head, layout.heads, "--head", "heads");
-    if (options.query) detail::check_index(*options.query, layout.queries, "--query", "queries");
+    if (options.batch) detail::check_index(*options.batch, layout.batches, Arg::Batch, "batches");
+    if (options.head) detail::check_index(*options.head, layout.heads, Arg::Head, "heads");
+    if (options.query) detail::check_index(*options.query, layout.queries, Arg::QueryIndex, "queries");
 
     for (std::size_t b = 0; b < layout.batches; ++b) {
         if (options.batch && *options.batch != b) continue;
@@ -293,23 +295,7 @@ InspectReport inspect_weights(const Tensor& weights, const InspectOptions& optio
 
 namespace {
 
-void append_json_string(std::string& out, const std::string& text) {
-    out += '"';
-    for (const char c : text) {
-        const auto byte = static_cast<unsigned char>(c);
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += c;
-        } else if (byte < 0x20) {
-            char escape[8];
-            std::snprintf(escape, sizeof escape, "\\u%04x", byte);
-            out += escape;
-        } else {
-            out += c;
-        }
-    }
-    out += '"';
-}
+void append_json_string(std::string& out, const std::string& text) { out += detail::json_quote(text); }
 
 // Shortest round-trip text; JSON has no NaN or infinity, so they are null.
 void append_json_number(std::string& out, double value) {
@@ -426,7 +412,7 @@ void encode_inspect_json(const InspectReport& report, io::ByteSink& sink) {
 
 Labels read_labels(const std::string& path) {
     Labels labels;
-    labels.source = path == "-" ? "<stdin>" : path;
+    labels.source = io::display_name(path);
     const std::string text = io::read_file(path);
     std::size_t start = 0;
     while (start < text.size()) {

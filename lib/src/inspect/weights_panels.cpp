@@ -8,9 +8,9 @@
 
 namespace attn::detail {
 
-void check_index(std::size_t index, std::size_t count, const std::string& flag, const std::string& what) {
+void check_index(std::size_t index, std::size_t count, Arg arg, const std::string& what) {
     if (index < count) return;
-    throw Error(ErrorKind::Usage, flag,
+    throw Error(ErrorKind::Usage, arg,
                 "expected 0 to " + std::to_string(count - 1) + " (the tensor has " + std::to_string(count) + " " +
                     what + "), found " + std::to_string(index));
 }

@@ -1,5 +1,5 @@
 // Internal: what the inspect summaries and the heatmap renderers share - raw access to
-// a weights tensor's values, the range checks of --batch/--head/--query, and positions
+// a weights tensor's values, the range checks of the batch, head and query indices, and positions
 // spelled as in error messages.
 #pragma once
 
@@ -22,8 +22,8 @@ decltype(auto) with_weight_values(const Tensor& weights, F&& f) {
     return f(converted.data());
 }
 
-// Throws ErrorKind::Usage naming `flag` unless index < count; `what` is the plural noun.
-void check_index(std::size_t index, std::size_t count, const std::string& flag, const std::string& what);
+// Throws ErrorKind::Usage naming `arg` unless index < count; `what` is the plural noun.
+void check_index(std::size_t index, std::size_t count, Arg arg, const std::string& what);
 
 // "(0, 3, 1, 7)": the index of the flat element `offset` of `shape`, as numpy prints it.
 std::string position_string(const Shape& shape, std::size_t offset);

@@ -36,6 +36,7 @@
 #include "attn/error.hpp"
 #include "attn/io.hpp"
 #include "attn/tensor.hpp"
+#include "common/text.hpp"
 #include "io/json_rows.hpp"
 
 namespace attn::io {
@@ -1465,7 +1466,7 @@ void write_nested(ChunkWriter& writer, const T* data, const Shape& shape, bool m
         // Without elements the text is not bounded by the tensor's memory: (1, 10^11, 0)
         // is 10^11 empty arrays. Refuse what no reader could want.
         if (row_length == 0 && rows > kMaxEmptyArrays / shape[d]) {
-            throw Error(ErrorKind::Value, "--json-layout nested",
+            throw Error(ErrorKind::Value, Arg::JsonLayout,
                         "a tensor of shape " + shape_to_string(shape) +
                             " has no elements but would be written as more than " + std::to_string(kMaxEmptyArrays) +
                             " empty arrays; write the object layout instead");
@@ -1527,32 +1528,6 @@ void write_tensor_json(ChunkWriter& writer, const Tensor& tensor, JsonLayout lay
     if (layout == JsonLayout::Object) writer.put('}');
 }
 
-// A JSON string literal; non-ASCII bytes pass through as the UTF-8 they should be.
-std::string json_quote(std::string_view text) {
-    std::string out = "\"";
-    for (char c : text) {
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            case '\b': out += "\\b"; break;
-            case '\f': out += "\\f"; break;
-            default:
-                if (static_cast<unsigned char>(c) < 0x20) {
-                    static constexpr char kHex[] = "0123456789abcdef";
-                    out += "\\u00";
-                    out += kHex[static_cast<unsigned char>(c) >> 4];
-                    out += kHex[static_cast<unsigned char>(c) & 0xF];
-                } else {
-                    out += c;
-                }
-        }
-    }
-    return out + "\"";
-}
-
 }  // namespace
 
 namespace detail {
@@ -1596,7 +1571,7 @@ void encode_json_archive(const NamedTensors& tensors, ByteSink& sink) {
     writer.put('{');
     for (std::size_t i = 0; i < tensors.size(); ++i) {
         writer.put(i == 0 ? "\n" : ",\n");
-        writer.put(json_quote(tensors[i].first));
+        writer.put(attn::detail::json_quote(tensors[i].first));
         writer.put(": ");
         write_tensor_json(writer, tensors[i].second, JsonLayout::Object);
     }

@@ -4,7 +4,7 @@
 #include <optional>
 
 #include "attn/io.hpp"
-#include "common/message.hpp"
+#include "common/text.hpp"
 #include "io/npy_header.hpp"
 
 namespace attn::io {

@@ -20,6 +20,7 @@
 
 #include "attn/error.hpp"
 #include "attn/io.hpp"
+#include "common/text.hpp"
 #include "io/element_decode.hpp"
 #include "io/npy_header.hpp"
 
@@ -42,24 +43,9 @@ constexpr std::time_t kMemberMtime = 946684800;  // 2000-01-01T00:00:00Z
 
 [[noreturn]] void fail(const std::string& name, const std::string& what) { throw Error(ErrorKind::Format, name, what); }
 
-std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
-
-bool ends_with(std::string_view s, std::string_view suffix) {
-    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
-
 std::string strip_npy_suffix(std::string_view zip_name) {
-    if (ends_with(zip_name, kNpySuffix)) zip_name.remove_suffix(kNpySuffix.size());
+    if (detail::ends_with(zip_name, kNpySuffix)) zip_name.remove_suffix(kNpySuffix.size());
     return std::string(zip_name);
-}
-
-std::string join_names(const std::vector<std::string>& names) {
-    std::string out;
-    for (const auto& n : names) {
-        if (!out.empty()) out += ", ";
-        out += n;
-    }
-    return out;
 }
 
 class ZipError {
@@ -120,7 +106,7 @@ public:
             Member member{zip_uint64_t(i), zip_name, strip_npy_suffix(zip_name)};
             // "a" and "a.npy" would both answer to the name "a".
             if (!seen.insert(member.name).second) {
-                fail(name_, "two members are named " + in_quotes(member.name) + " (with or without .npy)");
+                fail(name_, "two members are named " + detail::quoted(member.name) + " (with or without .npy)");
             }
             members_.push_back(std::move(member));
         }
@@ -142,14 +128,14 @@ public:
         for (const auto& m : members_) {
             if (m.name == wanted && m.zip_name != m.name) return m;
         }
-        if (members_.empty()) fail(name_, "no member " + in_quotes(wanted) + ": the archive is empty");
-        fail(name_, "no member " + in_quotes(wanted) + "; members: " + join_names(names()));
+        if (members_.empty()) fail(name_, "no member " + detail::quoted(wanted) + ": the archive is empty");
+        fail(name_, "no member " + detail::quoted(wanted) + "; members: " + detail::join_names(names()));
     }
 
     Tensor decode(const Member& member) const { return decode_npy(read_member(member), tensor_subject(member)); }
 
 private:
-    std::string member_subject(const Member& member) const { return "member " + in_quotes(member.zip_name); }
+    std::string member_subject(const Member& member) const { return "member " + detail::quoted(member.zip_name); }
     // How npy errors name a member: the TENSOR argument that selects it.
     std::string tensor_subject(const Member& member) const { return name_ + ":" + member.name; }
 
@@ -226,7 +212,7 @@ private:
 
     std::string read_member(const Member& member) const {
         const std::string subject = member_subject(member);
-        if (ends_with(member.zip_name, "/")) fail(name_, subject + " is a directory, not an .npy file");
+        if (detail::ends_with(member.zip_name, "/")) fail(name_, subject + " is a directory, not an .npy file");
         const zip_stat_t st = checked_stat(member);
 
         ZipFilePtr file(zip_fopen_index(archive_.get(), member.index, 0));
@@ -300,7 +286,7 @@ void encode_npz(const NamedTensors& tensors, ByteSink& sink) {
     std::unordered_set<std::string> seen;
     for (const auto& [tensor_name, tensor] : tensors) {
         if (!seen.insert(tensor_name).second) {
-            throw Error(ErrorKind::Usage, "tensor " + in_quotes(tensor_name),
+            throw Error(ErrorKind::Usage, "tensor " + detail::quoted(tensor_name),
                         "appears twice; the members of an .npz need distinct names");
         }
     }
@@ -323,7 +309,7 @@ void encode_npz(const NamedTensors& tensors, ByteSink& sink) {
 
     for (std::size_t i = 0; i < tensors.size(); ++i) {
         const std::string zip_name = tensors[i].first + std::string(kNpySuffix);
-        const std::string subject = "member " + in_quotes(zip_name);
+        const std::string subject = "member " + detail::quoted(zip_name);
         zip_source_t* member = zip_source_buffer(archive.get(), npy_files[i].data(), npy_files[i].size(), 0);
         if (member == nullptr) fail_write(subject + ": " + zip_strerror(archive.get()));
         const zip_int64_t index = zip_file_add(archive.get(), zip_name.c_str(), member, 0);

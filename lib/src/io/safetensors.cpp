@@ -17,7 +17,7 @@
 
 #include "attn/error.hpp"
 #include "attn/io.hpp"
-#include "common/message.hpp"
+#include "common/text.hpp"
 #include "io/element_decode.hpp"
 
 namespace attn::io {
@@ -81,7 +81,6 @@ std::string supported_dtypes() {
     return out;
 }
 
-std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
 
 [[noreturn]] void fail(const std::string& name, const std::string& what) { throw Error(ErrorKind::Format, name, what); }
 
@@ -112,8 +111,8 @@ public:
                 const std::string& key = parsed.get_ref<const std::string&>();
                 if (depth == 1) entry_ = key;
                 if (!keys_.empty() && !keys_.back().insert(key).second) {
-                    if (depth == 1) fail(name_, "header names " + in_quotes(key) + " twice");
-                    fail(name_, "header entry " + in_quotes(entry_) + " has the key " + in_quotes(key) + " twice");
+                    if (depth == 1) fail(name_, "header names " + detail::quoted(key) + " twice");
+                    fail(name_, "header entry " + detail::quoted(entry_) + " has the key " + detail::quoted(key) + " twice");
                 }
                 break;
             }
@@ -142,7 +141,7 @@ std::uint64_t read_offset(const Json& j, const std::string& name, const std::str
 }
 
 Entry parse_entry(const std::string& tensor, const Json& value, const std::string& name) {
-    const std::string subject = "tensor " + in_quotes(tensor);
+    const std::string subject = "tensor " + detail::quoted(tensor);
     if (!value.is_object()) {
         fail(name, subject + ": header entry is " + json_type(value) +
                        ", expected an object with dtype, shape and data_offsets");
@@ -150,11 +149,11 @@ Entry parse_entry(const std::string& tensor, const Json& value, const std::strin
     for (const auto& item : value.items()) {
         if (item.key() != "dtype" && item.key() != "shape" && item.key() != "data_offsets") {
             fail(name,
-                 subject + ": unexpected key " + in_quotes(item.key()) + " (expected dtype, shape, data_offsets)");
+                 subject + ": unexpected key " + detail::quoted(item.key()) + " (expected dtype, shape, data_offsets)");
         }
     }
     for (const char* key : {"dtype", "shape", "data_offsets"}) {
-        if (!value.contains(key)) fail(name, subject + ": missing key " + in_quotes(key));
+        if (!value.contains(key)) fail(name, subject + ": missing key " + detail::quoted(key));
     }
 
     Entry entry;
@@ -163,7 +162,7 @@ Entry parse_entry(const std::string& tensor, const Json& value, const std::strin
     if (!dtype.is_string()) fail(name, subject + ": dtype is " + json_type(dtype) + ", expected a string");
     entry.dtype = find_dtype(dtype.get_ref<const std::string&>());
     if (entry.dtype == nullptr) {
-        fail(name, subject + ": unsupported dtype " + in_quotes(dtype.get_ref<const std::string&>()) +
+        fail(name, subject + ": unsupported dtype " + detail::quoted(dtype.get_ref<const std::string&>()) +
                        " (supported: " + supported_dtypes() + ")");
     }
 
@@ -203,7 +202,7 @@ void check_metadata(const Json& metadata, const std::string& name) {
     }
     for (const auto& item : metadata.items()) {
         if (!item.value().is_string()) {
-            fail(name, "__metadata__ value of " + in_quotes(item.key()) + " is " + json_type(item.value()) +
+            fail(name, "__metadata__ value of " + detail::quoted(item.key()) + " is " + json_type(item.value()) +
                            ", expected a string");
         }
     }
@@ -265,14 +264,14 @@ Layout parse_layout(std::string_view bytes, const std::string& name) {
     const Entry* previous = nullptr;
     for (const Entry& entry : layout.entries) {
         const std::string subject =
-            "tensor " + in_quotes(entry.name) + ": data_offsets " + offsets_text(entry.begin, entry.end);
+            "tensor " + detail::quoted(entry.name) + ": data_offsets " + offsets_text(entry.begin, entry.end);
         if (entry.begin < expected) {
-            fail(name, subject + " overlap tensor " + in_quotes(previous->name) + " " +
+            fail(name, subject + " overlap tensor " + detail::quoted(previous->name) + " " +
                            offsets_text(previous->begin, previous->end));
         }
         if (entry.begin > expected) {
             fail(name, subject + " leave a gap: expected begin " + std::to_string(expected) +
-                           (previous ? " where tensor " + in_quotes(previous->name) + " ends"
+                           (previous ? " where tensor " + detail::quoted(previous->name) + " ends"
                                      : " (the buffer starts with the first tensor)"));
         }
         expected = entry.end;
@@ -317,8 +316,8 @@ Tensor decode_safetensors_member(std::string_view bytes, std::string_view member
     }
     std::string names;
     for (const auto& entry : layout.entries) names += (names.empty() ? "" : ", ") + entry.name;
-    if (layout.entries.empty()) fail(name, "no tensor " + in_quotes(member) + ": the file holds none");
-    fail(name, "no tensor " + in_quotes(member) + "; tensors: " + names);
+    if (layout.entries.empty()) fail(name, "no tensor " + detail::quoted(member) + ": the file holds none");
+    fail(name, "no tensor " + detail::quoted(member) + "; tensors: " + names);
 }
 
 NamedTensors decode_safetensors(std::string_view bytes, const std::string& name) {
@@ -335,7 +334,7 @@ void encode_safetensors(const NamedTensors& tensors, ByteSink& sink) {
     std::unordered_set<std::string> seen;
     std::uint64_t offset = 0;
     for (const auto& [tensor_name, tensor] : tensors) {
-        const std::string subject = "tensor " + in_quotes(tensor_name);
+        const std::string subject = "tensor " + detail::quoted(tensor_name);
         if (tensor_name == kMetadataKey) {
             throw Error(ErrorKind::Usage, subject, "is a reserved name in .safetensors");
         }

@@ -8,18 +8,11 @@
 #include <cstring>
 
 #include "attn/io.hpp"
+#include "common/text.hpp"
 #include "io/npy_header.hpp"
 
 namespace attn::io {
 namespace {
-
-[[noreturn]] void fail_errno(const std::string& path, const std::string& what, int err) {
-    throw Error(ErrorKind::Io, path, what + ": " + std::strerror(err));
-}
-
-bool ends_with(std::string_view s, std::string_view suffix) {
-    return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
-}
 
 std::string lower(std::string_view s) {
     std::string out(s);
@@ -27,8 +20,6 @@ std::string lower(std::string_view s) {
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     return out;
 }
-
-std::string display_name(const std::string& path) { return path == "-" ? "<stdin>" : path; }
 
 // An open file descriptor, closed on scope exit. Errors name it as display_name does.
 class InputFile {
@@ -41,10 +32,10 @@ public:
             owned_ = false;
         } else {
             fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-            if (fd_ < 0) fail_errno(path_, "cannot open", errno);
+            if (fd_ < 0) detail::throw_errno(path_, "cannot open", errno);
         }
         struct stat st {};
-        if (::fstat(fd_, &st) != 0) fail_errno(path_, "cannot stat", errno);
+        if (::fstat(fd_, &st) != 0) detail::throw_errno(path_, "cannot stat", errno);
         if (S_ISDIR(st.st_mode)) throw Error(ErrorKind::Io, path_, "is a directory, expected a tensor file");
         regular_ = S_ISREG(st.st_mode);
         size_ = regular_ ? static_cast<std::size_t>(st.st_size) : 0;
@@ -66,7 +57,7 @@ public:
                 ::pread(fd_, out, std::min<std::size_t>(size, std::size_t(1) << 30), static_cast<off_t>(offset));
             if (n < 0) {
                 if (errno == EINTR) continue;
-                fail_errno(path_, "read failed", errno);
+                detail::throw_errno(path_, "read failed", errno);
             }
             if (n == 0) {
                 throw Error(ErrorKind::Io, path_,
@@ -97,7 +88,7 @@ public:
             const ssize_t n = ::read(fd_, bytes.data() + used, bytes.size() - used);
             if (n < 0) {
                 if (errno == EINTR) continue;
-                fail_errno(path_, "read failed", errno);
+                detail::throw_errno(path_, "read failed", errno);
             }
             if (n == 0) break;
             used += static_cast<std::size_t>(n);
@@ -148,22 +139,18 @@ Format resolve_input_format(const std::string& path, std::string_view bytes) {
                 "unrecognised format (expected .npy, .npz, .safetensors or JSON content)");
 }
 
-std::string join_names(const std::vector<std::string>& names) {
-    std::string s;
-    for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
-    return s.empty() ? "none" : s;
-}
-
 // The archive's only tensor, when no member was named.
 std::string only_member(const std::vector<std::string>& names, const std::string& name) {
     if (names.size() == 1) return names.front();
     if (names.empty()) throw Error(ErrorKind::Format, name, "holds no tensors (expected one)");
     throw Error(ErrorKind::Format, name,
-                "holds " + std::to_string(names.size()) + " tensors (" + join_names(names) + "); name one as " + name +
+                "holds " + std::to_string(names.size()) + " tensors (" + detail::join_names(names) + "); name one as " + name +
                     ":NAME");
 }
 
 }  // namespace
+
+std::string display_name(const std::string& path) { return path == "-" ? "<stdin>" : path; }
 
 TensorRef parse_tensor_ref(std::string_view spec) {
     for (std::string_view ext : {".npz:", ".safetensors:", ".json:"}) {
@@ -179,10 +166,10 @@ TensorRef parse_tensor_ref(std::string_view spec) {
 
 std::optional<Format> format_from_extension(std::string_view path) {
     const std::string p = lower(path);
-    if (ends_with(p, ".npy")) return Format::Npy;
-    if (ends_with(p, ".npz")) return Format::Npz;
-    if (ends_with(p, ".safetensors")) return Format::Safetensors;
-    if (ends_with(p, ".json")) return Format::Json;
+    if (detail::ends_with(p, ".npy")) return Format::Npy;
+    if (detail::ends_with(p, ".npz")) return Format::Npz;
+    if (detail::ends_with(p, ".safetensors")) return Format::Safetensors;
+    if (detail::ends_with(p, ".json")) return Format::Json;
     return std::nullopt;
 }
 
@@ -238,7 +225,7 @@ Tensor read_tensor(const std::string& spec) {
         names.push_back(member);
     }
     throw Error(ErrorKind::Format, subject,
-                "no tensor named '" + ref.member + "' (members: " + join_names(names) + ")");
+                "no tensor named '" + ref.member + "' (members: " + detail::join_names(names) + ")");
 }
 
 NamedTensors read_tensor_archive(const std::string& path) {

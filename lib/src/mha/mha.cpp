@@ -18,10 +18,6 @@
 namespace attn {
 namespace {
 
-[[noreturn]] void shape_error(const std::string& subject, const std::string& what) {
-    throw Error(ErrorKind::Shape, subject, what);
-}
-
 // Rows [begin, begin + count) of a matrix or vector, as a tensor of the same dtype.
 Tensor take_rows(const Tensor& t, std::size_t begin, std::size_t count) {
     return t.visit([&](const auto& a) {
@@ -42,7 +38,7 @@ Tensor concat_rows(const std::vector<const Tensor*>& parts) {
 
 void expect_shape(const Tensor& t, const Shape& shape, const std::string& subject) {
     if (t.shape() != shape) {
-        shape_error(subject, "expected shape " + shape_to_string(shape) + ", found " + shape_to_string(t.shape()));
+        throw Error(ErrorKind::Shape, subject, "expected shape " + shape_to_string(shape) + ", found " + shape_to_string(t.shape()));
     }
 }
 
@@ -90,7 +86,7 @@ MhaWeights mha_weights_from_state_dict(const io::NamedTensors& tensors, const st
     if (const Tensor* packed = dict.find("in_proj_weight")) {
         const Shape s = packed->shape();
         if (s.size() != 2 || s[0] != 3 * s[1]) {
-            shape_error(dict.subject("in_proj_weight"), "expected shape (3E, E), found " + shape_to_string(s));
+            throw Error(ErrorKind::Shape, dict.subject("in_proj_weight"), "expected shape (3E, E), found " + shape_to_string(s));
         }
         const std::size_t e = s[1];
         w.q_weight = take_rows(*packed, 0, e);
@@ -125,13 +121,13 @@ MhaWeights mha_weights_from_state_dict(const io::NamedTensors& tensors, const st
                                                               {&w.out_weight, std::string(out_name) + ".weight"}};
     for (const auto& [t, name] : matrices) {
         if (t->rank() != 2)
-            shape_error(source + ": " + name, "expected a matrix, found shape " + shape_to_string(t->shape()));
+            throw Error(ErrorKind::Shape, source + ": " + name, "expected a matrix, found shape " + shape_to_string(t->shape()));
     }
     const std::size_t e = w.q_weight.shape()[0];
     const std::size_t ekv = w.k_weight.shape()[0];
     expect_shape(w.q_weight, {e, e}, source + ": query projection weight");
     if (w.v_weight.shape()[0] != ekv) {
-        shape_error(
+        throw Error(ErrorKind::Shape, 
             source + ": value projection weight",
             "expected " + std::to_string(ekv) + " rows like the key's, found " + shape_to_string(w.v_weight.shape()));
     }
@@ -194,11 +190,11 @@ MhaWeights init_mha_weights(const MhaInit& init, std::uint64_t seed) {
     const std::size_t kv_heads = init.kv_heads == 0 ? heads : init.kv_heads;
     if (e == 0 || heads == 0 || e % heads != 0) {
         throw Error(
-            ErrorKind::Usage, "--heads",
+            ErrorKind::Usage, Arg::Heads,
             "embed dim " + std::to_string(e) + " must be a positive multiple of " + std::to_string(heads) + " heads");
     }
     if (heads % kv_heads != 0) {
-        throw Error(ErrorKind::Usage, "--kv-heads",
+        throw Error(ErrorKind::Usage, Arg::KvHeads,
                     std::to_string(kv_heads) + " must divide " + std::to_string(heads) + " heads");
     }
     const std::size_t ekv = kv_heads * (e / heads);
@@ -318,26 +314,28 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
     const std::size_t heads = options.heads;
     const std::size_t kv_heads = options.kv_heads == 0 ? heads : options.kv_heads;
     if (heads == 0 || e % heads != 0) {
-        throw Error(ErrorKind::Usage, "--heads",
+        throw Error(ErrorKind::Usage, Arg::Heads,
                     "embed dim " + std::to_string(e) + " must divide by " + std::to_string(heads) + " heads");
     }
     if (heads % kv_heads != 0) {
-        throw Error(ErrorKind::Usage, "--kv-heads",
+        throw Error(ErrorKind::Usage, Arg::KvHeads,
                     std::to_string(kv_heads) + " must divide " + std::to_string(heads) + " heads");
     }
     const std::size_t hd = e / heads;
     const std::size_t ekv = kv_heads * hd;
     if (w.k_weight.shape()[0] != ekv) {
-        shape_error("--weights", "key/value projections have " + std::to_string(w.k_weight.shape()[0]) + " outputs; " +
-                                     std::to_string(kv_heads) + " kv heads of " + std::to_string(hd) + " need " +
-                                     std::to_string(ekv) + (options.kv_heads == 0 ? " (set --kv-heads?)" : ""));
+        // Unset, kv_heads is the head count: that is what to change when the weights are GQA.
+        throw Error(ErrorKind::Shape, options.kv_heads == 0 ? Subject(Arg::KvHeads) : Subject(Arg::LayerWeights),
+                    "key/value projections have " + std::to_string(w.k_weight.shape()[0]) + " outputs; " +
+                        std::to_string(kv_heads) + " kv heads of " + std::to_string(hd) + " need " +
+                        std::to_string(ekv) + (options.kv_heads == 0 ? " (kv heads default to the heads)" : ""));
     }
     const bool unbatched = query.rank() == 2;
     const Shape qs = query.shape(), ks = key.shape(), vs = value.shape();
     for (auto [shape, name, dim] :
-         {std::tuple{&qs, "-q/--query", e}, {&ks, "-k/--key", w.kdim()}, {&vs, "-v/--value", w.vdim()}}) {
+         {std::tuple{&qs, Arg::Query, e}, {&ks, Arg::Key, w.kdim()}, {&vs, Arg::Value, w.vdim()}}) {
         if (shape->size() != (unbatched ? 2u : 3u) || shape->back() != dim) {
-            shape_error(name, std::string("expected ") + (unbatched ? "(L, " : "(N, L, ") + std::to_string(dim) +
+            throw Error(ErrorKind::Shape, name, std::string("expected ") + (unbatched ? "(L, " : "(N, L, ") + std::to_string(dim) +
                                   ") like the query and the weights, found " + shape_to_string(*shape));
         }
     }
@@ -345,7 +343,7 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
     const std::size_t l = qs[qs.size() - 2];
     const std::size_t s = ks[ks.size() - 2];
     if ((!unbatched && (ks[0] != n || vs[0] != n)) || vs[vs.size() - 2] != s) {
-        shape_error("-k/-v", "batch and length must agree: query " + shape_to_string(qs) + ", key " +
+        throw Error(ErrorKind::Shape, Arg::KeyValue, "batch and length must agree: query " + shape_to_string(qs) + ", key " +
                                  shape_to_string(ks) + ", value " + shape_to_string(vs));
     }
 
@@ -396,7 +394,7 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
             });
         }
         if (mask.rank() >= 1 && mask.shape().back() != s) {
-            shape_error("--mask", "last dim must be S = " + std::to_string(s) + ", found shape " + shape_to_string(ms));
+            throw Error(ErrorKind::Shape, Arg::Mask, "last dim must be S = " + std::to_string(s) + ", found shape " + shape_to_string(ms));
         }
         attention.mask = std::move(mask);
     }
@@ -404,7 +402,7 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
         const Shape ps = attention.key_padding_mask->shape();
         const Shape want = unbatched ? Shape{s} : Shape{n, s};
         if (ps != want)
-            shape_error("--key-padding-mask",
+            throw Error(ErrorKind::Shape, Arg::KeyPaddingMask,
                         "expected shape " + shape_to_string(want) + ", found " + shape_to_string(ps));
         if (unbatched)
             attention.key_padding_mask = attention.key_padding_mask->visit([&](const auto& a) {
@@ -418,7 +416,7 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
         // causal rule and key lengths, become explicit masks over the S real keys first.
         if (!attention.key_lengths.empty()) {
             if (attention.key_lengths.size() != 1 && attention.key_lengths.size() != n) {
-                shape_error("--key-lengths", "expected 1 or " + std::to_string(n) + " values, found " +
+                throw Error(ErrorKind::Shape, Arg::KeyLengths, "expected 1 or " + std::to_string(n) + " values, found " +
                                                  std::to_string(attention.key_lengths.size()));
             }
             xt::xarray<bool> padding = xt::xarray<bool>::from_shape({n, s});
@@ -426,7 +424,7 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
                 const std::size_t len =
                     attention.key_lengths.size() == 1 ? attention.key_lengths[0] : attention.key_lengths[b];
                 if (len > s)
-                    throw Error(ErrorKind::Value, "--key-lengths",
+                    throw Error(ErrorKind::Value, Arg::KeyLengths,
                                 "length " + std::to_string(len) + " exceeds S = " + std::to_string(s));
                 for (std::size_t j = 0; j < s; ++j) padding(b, j) = j >= len;
             }
@@ -483,11 +481,11 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
 Tensor linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, int threads) {
     const Shape xs = x.shape(), ws = weight.shape();
     if (xs.empty() || ws.size() != 2 || ws[1] != xs.back()) {
-        shape_error("linear", "input " + shape_to_string(xs) + " does not fit weight " + shape_to_string(ws) +
+        throw Error(ErrorKind::Shape, "linear", "input " + shape_to_string(xs) + " does not fit weight " + shape_to_string(ws) +
                                   " (expected (…, in) and (out, in))");
     }
     if (bias && bias->shape() != Shape{ws[0]}) {
-        shape_error("linear", "bias " + shape_to_string(bias->shape()) + " does not fit weight " + shape_to_string(ws));
+        throw Error(ErrorKind::Shape, "linear", "bias " + shape_to_string(bias->shape()) + " does not fit weight " + shape_to_string(ws));
     }
     const detail::BlasThreads blas_threads(threads);
     Shape ys = xs;
@@ -507,7 +505,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>
 MhaResult multi_head_attention(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& weights,
                                const MhaOptions& options, bool want_weights, bool want_logits) {
     if (query.rank() != 2 && query.rank() != 3) {
-        shape_error("-q/--query", "expected (N, L, E) or unbatched (L, E), found " + shape_to_string(query.shape()));
+        throw Error(ErrorKind::Shape, Arg::Query, "expected (N, L, E) or unbatched (L, E), found " + shape_to_string(query.shape()));
     }
     if (detail::compute_dtype(query, key, value, options.attention) == DType::Float64) {
         return compute<double>(query, key, value, weights, options, want_weights, want_logits);

@@ -314,8 +314,8 @@ void require_cells(const WeightsLayout& layout, const std::string& subject, cons
 Heatmap render_heatmap(const Tensor& weights, const HeatmapOptions& options, const std::string& subject) {
     const Shape shape = weights.shape();
     const WeightsLayout layout = weights_layout(shape, subject);
-    detail::check_index(options.batch, layout.batches, "--batch", "batches");
-    if (options.head) detail::check_index(*options.head, layout.heads, "--head", "heads");
+    detail::check_index(options.batch, layout.batches, Arg::Batch, "batches");
+    if (options.head) detail::check_index(*options.head, layout.heads, Arg::Head, "heads");
     require_cells(layout, subject, shape);
     check_labels(options.query_labels, layout.queries, "query");
     check_labels(options.key_labels, layout.keys, "key");
@@ -460,8 +460,8 @@ void append_colour(std::string& out, bool foreground, std::uint32_t colour) {
 std::string render_ansi(const Tensor& weights, const AnsiOptions& options, const std::string& subject) {
     const Shape shape = weights.shape();
     const WeightsLayout layout = weights_layout(shape, subject);
-    detail::check_index(options.batch, layout.batches, "--batch", "batches");
-    detail::check_index(options.head, layout.heads, "--head", "heads");
+    detail::check_index(options.batch, layout.batches, Arg::Batch, "batches");
+    detail::check_index(options.head, layout.heads, Arg::Head, "heads");
     require_cells(layout, subject, shape);
 
     // A column is about half as wide as a line is tall, so one column by one half-line

@@ -1,0 +1,31 @@
+// Internal: how names and text appear in error messages and in the JSON the library
+// writes. One function per job, so that every message quotes a name the same way.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace attn::detail {
+
+// `text` with control and non-ASCII bytes written as \xNN, cut after `limit` bytes, so
+// that a message quoting hostile input stays one printable line.
+std::string printable(std::string_view text, std::size_t limit = 64);
+
+// 'name', made printable: a member, tensor, key or file name inside a message.
+std::string quoted(std::string_view name);
+
+// "a, b, c" with each name made printable; `if_empty` when there are none.
+std::string join_names(const std::vector<std::string>& names, std::string_view if_empty = "none");
+
+bool ends_with(std::string_view text, std::string_view suffix);
+
+// A JSON string literal, escaped as Python's json.dumps escapes (\" \\ \n \r \t \b \f,
+// other control bytes as \u00XX); non-ASCII bytes pass through as the UTF-8 they are.
+std::string json_quote(std::string_view text);
+
+// Throws ErrorKind::Io "SUBJECT: WHAT: strerror(err)".
+[[noreturn]] void throw_errno(const std::string& subject, const std::string& what, int err);
+
+}  // namespace attn::detail
