@@ -1,5 +1,5 @@
 // attn-cli inspect: summaries, top-k keys and heatmaps of attention-weight dumps
-// (shared/spec/cli.md, "attn-cli inspect"). The figures and pictures come from
+// (docs/cli.md, "attn-cli inspect"). The figures and pictures come from
 // attn/inspect.hpp; this file only lays them out and writes them.
 #include <sys/ioctl.h>
 #include <unistd.h>

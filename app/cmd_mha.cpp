@@ -1,5 +1,5 @@
 // attn-cli mha: multi-head attention as torch.nn.MultiheadAttention(batch_first=True)
-// (shared/spec/cli.md, "attn-cli mha").
+// (docs/cli.md, "attn-cli mha").
 #include <memory>
 
 #include "attn/mha.hpp"

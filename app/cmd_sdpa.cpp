@@ -1,4 +1,4 @@
-// attn-cli sdpa: scaled dot-product attention (shared/spec/cli.md, "attn-cli sdpa").
+// attn-cli sdpa: scaled dot-product attention (docs/cli.md, "attn-cli sdpa").
 #include <memory>
 
 #include "commands.hpp"

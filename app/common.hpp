@@ -1,5 +1,5 @@
 // Pieces every subcommand shares: reading TENSOR arguments, the output-format flags and
-// writing a group of outputs all-or-nothing. No arithmetic here (style.md).
+// writing a group of outputs all-or-nothing. No arithmetic here (docs/style.md).
 #pragma once
 
 #include <memory>

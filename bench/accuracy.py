@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """float32 accuracy of attn-cli against a float64 computation, side by side with PyTorch's
-float32 on the same inputs (kernel.md, "Accuracy").
+float32 on the same inputs (docs/kernel.md, "Accuracy").
 
 usage: bench/accuracy.py [--bin build/app/attn-cli] [--shape 1,8,1024,64] [--seed 0] [--causal]
 Needs numpy; PyTorch when importable (F.scaled_dot_product_attention on torch >= 2.0, the

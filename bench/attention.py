@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Attention throughput, scaling, start-up time and memory: attn-cli against numpy's unfused
 attention, PyTorch (SDPA when importable, else its unfused computation) and the machine's
-sgemm, all measured in this run (kernel.md, "Benchmarks"; issue 6's targets).
+sgemm, all measured in this run (docs/kernel.md, "Benchmarks"; issue 6's targets).
 
 usage: bench/attention.py [--bin build/app/attn-cli] [--threads N] [--quick] [--no-big]
   --quick   only B1 H8 L4096 in the table, no L32768 memory runs

@@ -1,6 +1,6 @@
 # OpenBLAS, preferring Debian's OpenMP build: called inside an OpenMP parallel region it
 # runs single-threaded by itself, so the attention kernel does not oversubscribe
-# (kernel.md). attn_blas is an interface target, exported with attn::core.
+# (docs/kernel.md). attn_blas is an interface target, exported with attn::core.
 if(NOT TARGET attn_blas)
   find_package(OpenBLAS CONFIG QUIET)
   if(OpenBLAS_FOUND AND EXISTS "${OpenBLAS_LIBRARIES}")

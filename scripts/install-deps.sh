@@ -8,9 +8,9 @@ packages=(
   build-essential cmake pkg-config
   libxtensor-dev libxtensor-blas-dev libxsimd-dev
   libcli11-dev nlohmann-json3-dev doctest-dev
-  # OpenBLAS's OpenMP build: single-threaded inside our parallel regions (kernel.md).
+  # OpenBLAS's OpenMP build: single-threaded inside our parallel regions (docs/kernel.md).
   libopenblas-openmp-dev
-  # libzip's CMake config names zipcmp, zipmerge and ziptool (debian-notes.md).
+  # libzip's CMake config names zipcmp, zipmerge and ziptool (docs/debian.md).
   libzip-dev zipcmp zipmerge ziptool
   libpng-dev
   # The tests' reference checks run numpy under Debian's own python3.

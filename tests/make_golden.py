@@ -9,7 +9,7 @@ same bytes.
 
 Each case folder holds its input tensors, expected_out.npy, expected_scores.npy and
 args.json = {"args": [...], "tol": t}; "OUT" and "SCORES" in the args stand for the files
-attn-cli writes (the layout of ../shared/reference/golden, run by check-golden).
+attn-cli writes (the layout of tests/golden/pytorch, run by tests/tools/check_golden.py).
 
 Reference semantics
 - sdpa: PyTorch >= 2.5 F.scaled_dot_product_attention (math backend, _safe_softmax)

@@ -33,7 +33,7 @@ def values(dtype, shape):
     return ((np.arange(n) - n / 2) / 4).astype(dtype).reshape(shape)
 
 
-# Every descr numpy writes for the dtypes of formats.md, both byte orders.
+# Every descr numpy writes for the dtypes of docs/formats.md, both byte orders.
 for descr in ["<f2", ">f2", "<f4", ">f4", "<f8", ">f8", "|b1", "|i1", "|u1",
               "<i2", ">i2", "<i4", ">i4", "<i8", ">i8", "<u2", ">u2", "<u4", ">u4", "<u8", ">u8"]:
     name = descr.replace("<", "le_").replace(">", "be_").replace("|", "")

@@ -1,4 +1,4 @@
-// JSON tensors (cli.md "JSON tensors"): the reader against files Python's json and numpy
+// JSON tensors (docs/formats.md, "JSON tensors"): the reader against files Python's json and numpy
 // wrote (tests/data/make_json_fixtures.py), the writer's exact text, bit-exact round
 // trips of every dtype, and every error naming its place.
 #include <doctest/doctest.h>

@@ -1,6 +1,6 @@
 // Tests of the .safetensors reader and writer (lib/src/io/safetensors.cpp): files made from
 // torch tensors by tests/data/make_archive_fixtures.py, round trips, and one test per
-// rule of formats.md that a hostile file can break.
+// rule of docs/formats.md that a hostile file can break.
 #include <doctest/doctest.h>
 
 #include <cstdint>

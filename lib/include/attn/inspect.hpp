@@ -1,5 +1,5 @@
 // attn/inspect.hpp - summaries, top-k keys and pictures of attention-weight dumps
-// (shared/spec/cli.md, "attn-cli inspect").
+// (docs/cli.md, "attn-cli inspect").
 //
 // A weights tensor (..., L, S) is read as panels of L queries x S keys: dim -3 is the
 // head and the dims before it, flattened row-major, are the batch. So (L, S) is one

@@ -1,6 +1,6 @@
 // attn/io.hpp - reading and writing tensors: .npy, .npz, .safetensors and JSON.
 //
-// The rules of each format are those of shared/spec/formats.md. Every reader treats its
+// The rules of each format are those of docs/formats.md. Every reader treats its
 // input as hostile: lengths are checked against the real size before anything is
 // allocated and each failure throws attn::Error (ErrorKind::Format, or Io for the
 // operating system) whose message starts with the file name. Every writer goes through
@@ -55,7 +55,7 @@ std::string display_name(const std::string& path);
 // `name` is what error messages call the input (usually the file name).
 
 Tensor decode_npy(std::string_view bytes, const std::string& name);
-// A single JSON tensor: nested arrays or the {shape, dtype, data} object (cli.md).
+// A single JSON tensor: nested arrays or the {shape, dtype, data} object (docs/formats.md, "JSON tensors").
 Tensor decode_json(std::string_view text, const std::string& name);
 // A JSON object mapping names to JSON tensors (a weights file).
 NamedTensors decode_json_archive(std::string_view text, const std::string& name);
@@ -136,7 +136,7 @@ void remove_pending_outputs() noexcept;
 void encode_npy(const Tensor& tensor, ByteSink& sink);
 // The header of encode_npy alone, for writers that stream the data after it.
 std::string npy_header(DType dtype, const Shape& shape);
-// JSON as cli.md says: shortest round-trip numbers, NaN/Infinity/-Infinity as Python,
+// JSON as docs/formats.md says: shortest round-trip numbers, NaN/Infinity/-Infinity as Python,
 // -0.0 with its sign. The nested layout writes whole floats as 1.0 (so that
 // torch.tensor(json.load(f)) stays floating); the object layout writes an empty tensor's
 // data as a flat [].

@@ -1,4 +1,4 @@
-// The attention kernel (kernel.md): one OpenMP parallel region over (matrix, block of
+// The attention kernel (docs/kernel.md): one OpenMP parallel region over (matrix, block of
 // query rows); per block register-blocked products on the inputs' own memory with the
 // softmax between them. Only the keys the causal rule and key lengths leave visible to
 // some query of a block are computed.
@@ -35,7 +35,7 @@ Shape attention_output_shape(const Tensor& query, const Tensor& key, const Tenso
 
 namespace {
 
-// Tiles (kernel.md): a task is a block of kQueryBlock query rows of one matrix. Its
+// Tiles (docs/kernel.md): a task is a block of kQueryBlock query rows of one matrix. Its
 // logits are computed transposed, Sᵀ = K·Qᵀ (keys down, queries across), so that the
 // softmax runs on SIMD vectors of queries with no horizontal reductions, and both
 // products read K and V where they lie (tile_gemm.hpp). Without score sinks it

@@ -6,7 +6,7 @@
 //
 // Both products of a tile fit this form without copying the inputs: S = K·Qᵀ with A = K
 // as stored and B = Qᵀ packed once per block of queries, and O += P·V with A = Pᵀ (the
-// tile as the softmax left it) and B = V as stored (kernel.md). Keeping them here, not in
+// tile as the softmax left it) and B = V as stored (docs/kernel.md). Keeping them here, not in
 // BLAS, makes the kernel independent of the BLAS build's CPU detection (OpenBLAS 0.3.21
 // runs its SSE3 kernels on CPUs newer than itself) and lets small k (E = 64) run at full
 // speed: MR rows × NV vectors of C stay in registers for the whole of k.

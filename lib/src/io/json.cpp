@@ -1,8 +1,8 @@
-// json.cpp - JSON tensors, as cli.md "JSON tensors" and formats.md describe them.
+// json.cpp - JSON tensors, as docs/formats.md, "JSON tensors", describes them.
 //
 // Reading never builds a DOM: a tensor's numbers are parsed straight into the storage of
 // the final xt::xarray, in its own dtype (Clinger's exact fast path, else std::from_chars),
-// so reading costs the text plus the tensor (formats.md). When the shape is not known
+// so reading costs the text plus the tensor (docs/formats.md). When the shape is not known
 // before the data (bare nested arrays, or "data" written before "shape"/"dtype"), a
 // structural pass over the data finds the shape first and a second pass fills the array.
 // Nesting is walked with explicit counters, never by recursion, and is capped at

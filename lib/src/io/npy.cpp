@@ -1,4 +1,4 @@
-// .npy reading and writing (formats.md, numpy/lib/format.py).
+// .npy reading and writing (docs/formats.md, numpy/lib/format.py).
 #include <algorithm>
 #include <cstring>
 #include <optional>

@@ -1,4 +1,4 @@
-// .npz reading and writing (formats.md, ".npz"): a zip of NAME.npy members, read and
+// .npz reading and writing (docs/formats.md, ".npz"): a zip of NAME.npy members, read and
 // written in memory with libzip.
 //
 // A member's sizes come from the central directory and are checked three ways before

@@ -1,4 +1,4 @@
-// .safetensors reading and writing (formats.md, ".safetensors").
+// .safetensors reading and writing (docs/formats.md, ".safetensors").
 //
 // The reader checks the header the way the reference reader (huggingface/safetensors)
 // does before it touches the buffer: the header fits in the file and under 100 MB, is a

@@ -1,5 +1,5 @@
 // Internal: the BLAS calls of the library, kept out of every translation unit that
-// includes xtensor-blas (its CBLAS enums clash with cblas.h, debian-notes.md).
+// includes xtensor-blas (its CBLAS enums clash with cblas.h, docs/debian.md).
 #pragma once
 
 #include <cstddef>
