@@ -106,9 +106,9 @@ Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, cons
 // oracle the fast kernel is tested against. Single-threaded and slow. NaN and infinities
 // propagate as in PyTorch's math attention: the causal rule and key lengths are an
 // additive -inf mask over logits computed for every key, and every value row takes part
-// (so a NaN in a hidden key or value still reaches the row). The fast kernel skips the
-// keys the causal rule and key lengths hide, so there it does not (tests/cli_test.py,
-// FAST_KERNEL_DIVERGES).
+// (so a NaN in a hidden key or value still reaches the row). The fast kernel does the
+// same: it skips the keys the causal rule and key lengths hide only when Q, K, V and the
+// masks hold no NaN or +inf, where skipping changes nothing (docs/kernel.md).
 Tensor reference_attention(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options,
                            ScoreSink* weights = nullptr, ScoreSink* logits = nullptr);
 
