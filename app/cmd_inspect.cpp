@@ -144,8 +144,7 @@ void run_inspect(const InspectFlags& f) {
     if (!f.heatmap.empty() && !ends_with_png(f.heatmap))
         throw Error(ErrorKind::Usage, "--heatmap", "expected a FILE.png to write, found '" + f.heatmap + "'");
     const std::string subject = io::display_name(f.scores);
-    const Tensor weights = io::read_tensor(f.scores);
-    if (f.check_finite) check_finite(weights, subject, false, kCheckFiniteNote);
+    const Tensor weights = read_input(f.scores, f.check_finite);
     const WeightsLayout layout = weights_layout(weights.shape(), subject);
 
     Labels query_labels, key_labels;
@@ -200,57 +199,43 @@ void run_inspect(const InspectFlags& f) {
 
 }  // namespace
 
-void setup_inspect(CLI::App& app) {
-    auto flags = std::make_shared<InspectFlags>();
-    CLI::App* sub = app.add_subcommand(
-        "inspect", "Summarise attention weights (..., L, S): row sums, entropy, top-k keys; heatmaps");
-    sub->add_option("SCORES", flags->scores, "Weights TENSOR (..., L, S): dim -3 is the head, earlier dims the batch")
+void setup_inspect(CLI::App& sub) {
+    const auto flags = run_with(sub, run_inspect);
+    add_file_option(sub, "SCORES", flags->scores,
+                    "Weights TENSOR (..., L, S): dim -3 is the head, earlier dims the batch")
         ->type_name("TENSOR")
-        ->required()
-        ->check(file_name());
-    sub->add_option("--top-k", flags->top_k, "Keys listed per query; 0: none")
+        ->required();
+    sub.add_option("--top-k", flags->top_k, "Keys listed per query; 0: none")
         ->type_name("K")
         ->check(index_check())
         ->capture_default_str();
     flags->batch_option =
-        sub->add_option("--batch", flags->batch, "Only this batch (flattened index of the dims before the head)")
+        sub.add_option("--batch", flags->batch, "Only this batch (flattened index of the dims before the head)")
             ->type_name("B")
             ->check(index_check());
-    flags->head_option = sub->add_option("--head", flags->head, "Only this head")->type_name("H")->check(index_check());
+    flags->head_option = sub.add_option("--head", flags->head, "Only this head")->type_name("H")->check(index_check());
     flags->query_option =
-        sub->add_option("--query", flags->query, "Top-k of this query only")->type_name("I")->check(index_check());
-    auto* json = sub->add_flag("--json", flags->json, "Print the report as JSON (schema in README.md)");
-    sub->add_option("--heatmap", flags->heatmap,
+        sub.add_option("--query", flags->query, "Top-k of this query only")->type_name("I")->check(index_check());
+    auto* json = sub.add_flag("--json", flags->json, "Print the report as JSON (schema in README.md)");
+    add_file_option(sub, "--heatmap", flags->heatmap,
                     "Write a PNG heatmap: one panel per head of --batch (default 0), colour bar, axis ticks")
-        ->type_name("FILE.png")
-        ->check(file_name());
-    auto* labels = sub->add_option("--labels", flags->labels, "Token per line for both axes (the queries are the keys)")
-                       ->type_name("FILE")
-                       ->check(file_name());
-    sub->add_option("--query-labels", flags->query_labels, "Token per line for the query axis")
+        ->type_name("FILE.png");
+    auto* labels =
+        add_file_option(sub, "--labels", flags->labels, "Token per line for both axes (the queries are the keys)")
+            ->type_name("FILE");
+    add_file_option(sub, "--query-labels", flags->query_labels, "Token per line for the query axis")
         ->type_name("FILE")
-        ->check(file_name())
         ->excludes(labels);
-    sub->add_option("--key-labels", flags->key_labels, "Token per line for the key axis")
+    add_file_option(sub, "--key-labels", flags->key_labels, "Token per line for the key axis")
         ->type_name("FILE")
-        ->check(file_name())
         ->excludes(labels);
-    sub->add_flag("--ansi", flags->ansi, "Draw one batch/head (default 0/0) as coloured cells instead of the table")
+    sub.add_flag("--ansi", flags->ansi, "Draw one batch/head (default 0/0) as coloured cells instead of the table")
         ->excludes(json);
-    flags->width_option = sub->add_option("--width", flags->width, "Columns for --ansi; default: the terminal's")
+    flags->width_option = sub.add_option("--width", flags->width, "Columns for --ansi; default: the terminal's")
                               ->type_name("N")
                               ->check(integer_in(8, 100000));
-    sub->add_flag("--check-finite", flags->check_finite,
-                  "Refuse weights holding NaN or an infinity (without it they are counted per head)");
-    sub->footer(
-        "Examples:\n"
-        "  attn-cli inspect weights.npy                          # table per batch/head, top-3 keys per query\n"
-        "  attn-cli inspect weights.npy --batch 1 --head 3 --query 7 --top-k 5\n"
-        "  attn-cli inspect weights.npy --json | python3 -m json.tool\n"
-        "  attn-cli inspect weights.npy --heatmap heads.png --labels tokens.txt\n"
-        "  attn-cli inspect weights.npy --ansi --head 2\n"
-        "Rows that do not sum to 1 give a warning on standard error, not an error; negative weights are an error.\n");
-    sub->callback([flags] { run_inspect(*flags); });
+    add_check_finite_flag(sub, flags->check_finite,
+                          "Refuse weights holding NaN or an infinity (without it they are counted per head)");
 }
 
 }  // namespace attn::cli

@@ -82,13 +82,12 @@ void run_mha(const MhaFlags& f) {
 
 }  // namespace
 
-void setup_mha(CLI::App& app) {
-    auto flags = std::make_shared<MhaFlags>();
-    CLI::App* sub = app.add_subcommand("mha", "Multi-head attention with projections (torch.nn.MultiheadAttention)");
-    sub->add_option("--heads", flags->heads, "Number of heads H; E must divide by H")
+void setup_mha(CLI::App& sub) {
+    const auto flags = run_with(sub, run_mha);
+    sub.add_option("--heads", flags->heads, "Number of heads H; E must divide by H")
         ->required()
         ->check(positive_integer());
-    add_attention_flags(*sub, flags->attention,
+    add_attention_flags(sub, flags->attention,
                         {"Query TENSOR (N, L, E) or unbatched (L, E)", "Key TENSOR (N, S, kdim); default: the query",
                          "Value TENSOR (N, S, vdim); default: the key", "OUT for the output (N, L, E)",
                          "OUT for the attention weights (N, H, L, S), or (N, L, S) with --average-heads",
@@ -96,34 +95,23 @@ void setup_mha(CLI::App& app) {
                          "Mask TENSOR (L, S), (N*H, L, S) or broadcastable to (N, H, L, S): bool TRUE = MAY ATTEND "
                          "(the opposite of PyTorch MHA's bool attn_mask), or float added",
                          "TENSOR (N, S): bool true = padding, or float added"});
-    sub->add_option("--kv-heads", flags->kv_heads, "Key/value heads G for grouped-query attention (G divides H)")
+    sub.add_option("--kv-heads", flags->kv_heads, "Key/value heads G for grouped-query attention (G divides H)")
         ->check(positive_integer());
-    sub->add_option(
-           "--weights", flags->weights,
-           "Weights FILE (.npz, .safetensors, .json) with PyTorch state_dict names (in_proj_weight, "
-           "out_proj.weight, ...) or q_proj.weight/k_proj.weight/v_proj.weight/o_proj.weight; with --check-finite "
-           "every tensor read must be finite")
-        ->check(file_name());
-    sub->add_option("--weights-prefix", flags->weights_prefix,
-                    "Read names under this prefix, e.g. 'encoder.layers.0.self_attn.'");
-    flags->seed_option = sub->add_option("--seed", flags->seed,
-                                         "Without --weights: initialise as PyTorch does after torch.manual_seed(S)")
-                             ->check(seed_value());
-    sub->add_flag("--no-bias", flags->no_bias, "With --seed: no projection biases (PyTorch bias=False)");
-    sub->add_flag("--add-bias-kv", flags->add_bias_kv, "With --seed: add bias_k/bias_v (PyTorch add_bias_kv)");
-    sub->add_option("--save-weights", flags->save_weights,
-                    "Write the weights used (.npz, .safetensors, .json) for PyTorch's load_state_dict")
-        ->check(file_name());
-    sub->add_flag("--add-zero-attn", flags->add_zero_attn, "Append a zero key and value (PyTorch add_zero_attn)");
-    sub->add_flag("--average-heads", flags->average_heads,
-                  "Weights averaged over heads (N, L, S), PyTorch's default; else per head (N, H, L, S)");
-    sub->footer(
-        "Examples:\n"
-        "  attn-cli mha --heads 8 -q data/q.npy -k data/k.npy -v data/v.npy --weights data/mha_weights.npz -s w.npy\n"
-        "  attn-cli mha --heads 8 -q x.npy --seed 0 --save-weights w.safetensors --causal -o out.npy\n"
-        "  attn-cli mha --heads 16 -q x.npy --weights model.safetensors --weights-prefix layers.3.attn. "
-        "--average-heads\n");
-    sub->callback([flags] { run_mha(*flags); });
+    add_file_option(sub, "--weights", flags->weights,
+                    "Weights FILE (.npz, .safetensors, .json) with PyTorch state_dict names (in_proj_weight, "
+                    "out_proj.weight, ...) or q_proj.weight/k_proj.weight/v_proj.weight/o_proj.weight; with "
+                    "--check-finite every tensor read must be finite");
+    sub.add_option("--weights-prefix", flags->weights_prefix,
+                   "Read names under this prefix, e.g. 'encoder.layers.0.self_attn.'");
+    flags->seed_option =
+        add_seed_option(sub, flags->seed, "Without --weights: initialise as PyTorch does after torch.manual_seed(S)");
+    sub.add_flag("--no-bias", flags->no_bias, "With --seed: no projection biases (PyTorch bias=False)");
+    sub.add_flag("--add-bias-kv", flags->add_bias_kv, "With --seed: add bias_k/bias_v (PyTorch add_bias_kv)");
+    add_file_option(sub, "--save-weights", flags->save_weights,
+                    "Write the weights used (.npz, .safetensors, .json) for PyTorch's load_state_dict");
+    sub.add_flag("--add-zero-attn", flags->add_zero_attn, "Append a zero key and value (PyTorch add_zero_attn)");
+    sub.add_flag("--average-heads", flags->average_heads,
+                 "Weights averaged over heads (N, L, S), PyTorch's default; else per head (N, H, L, S)");
 }
 
 }  // namespace attn::cli

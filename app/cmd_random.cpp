@@ -1,6 +1,4 @@
 // attn-cli random: deterministic test tensors (torch.rand's values for a seed).
-#include <memory>
-
 #include "attn/random.hpp"
 #include "commands.hpp"
 #include "common.hpp"
@@ -10,45 +8,34 @@ namespace {
 
 struct RandomFlags {
     std::vector<long long> shape;
-    std::string distribution = "uniform";
+    Distribution distribution = Distribution::Uniform;
     std::uint64_t seed = 0;
-    std::string dtype = "float32";
+    DType dtype = DType::Float32;
     std::string output = "-";
-    OutputFlags out;
+    io::WriteOptions out;
 };
 
 void run_random(const RandomFlags& f) {
     const Shape shape(f.shape.begin(), f.shape.end());  // non-negative: the validator saw to it
-    const Tensor tensor =
-        random_tensor(shape, f.distribution == "normal" ? Distribution::Normal : Distribution::Uniform, f.seed,
-                      *dtype_from_name(f.dtype));
+    const Tensor tensor = random_tensor(shape, f.distribution, f.seed, f.dtype);
     write_outputs({{f.output, &tensor}}, f.out);
 }
 
 }  // namespace
 
-void setup_random(CLI::App& app) {
-    auto flags = std::make_shared<RandomFlags>();
-    CLI::App* sub =
-        app.add_subcommand("random", "Random test tensors; uniform ones equal torch.rand after torch.manual_seed");
-    sub->add_option("--shape", flags->shape, "Shape, comma-separated: 2,5,64")
+void setup_random(CLI::App& sub) {
+    const auto flags = run_with(sub, run_random);
+    sub.add_option("--shape", flags->shape, "Shape, comma-separated: 2,5,64")
         ->required()
         ->delimiter(',')
         ->check(non_negative_integer());
-    sub->add_option("--dist", flags->distribution, "uniform: U[0,1) like torch.rand; normal: N(0,1) (Box-Muller)")
-        ->check(CLI::IsMember({"uniform", "normal"}))
-        ->capture_default_str();
-    sub->add_option("--seed", flags->seed, "Seed (torch.manual_seed)")->capture_default_str()->check(seed_value());
-    sub->add_option("--dtype", flags->dtype, "float32 or float64")
-        ->check(CLI::IsMember({"float32", "float64"}))
-        ->capture_default_str();
-    sub->add_option("-o,--output", flags->output, "OUT")->capture_default_str()->check(file_name());
-    add_output_flags(*sub, flags->out);
-    sub->footer(
-        "Examples:\n"
-        "  attn-cli random --shape 2,5,64 --seed 0 -o q.npy\n"
-        "  attn-cli random --shape 4,4 --dist normal --dtype float64 --seed 7");
-    sub->callback([flags] { run_random(*flags); });
+    add_enum_option(sub, "--dist", flags->distribution,
+                    {{"uniform", Distribution::Uniform}, {"normal", Distribution::Normal}},
+                    "uniform: U[0,1) like torch.rand; normal: N(0,1) (Box-Muller)");
+    add_seed_option(sub, flags->seed, "Seed (torch.manual_seed)")->capture_default_str();
+    add_enum_option(sub, "--dtype", flags->dtype, dtype_names({DType::Float32, DType::Float64}), "float32 or float64");
+    add_output_option(sub, flags->output, "OUT");
+    add_output_flags(sub, flags->out);
 }
 
 }  // namespace attn::cli

@@ -1,6 +1,4 @@
 // attn-cli sdpa: scaled dot-product attention (docs/cli.md, "attn-cli sdpa").
-#include <memory>
-
 #include "commands.hpp"
 #include "common.hpp"
 #include "progress.hpp"
@@ -34,27 +32,23 @@ void run_sdpa(const SdpaFlags& f) {
     timer.report();
 }
 
+const AttentionHelp kHelp{
+    "Query TENSOR (..., L, E); any leading batch dims",
+    "Key TENSOR (..., S, E); default: the query",
+    "Value TENSOR (..., S, Ev); default: the key",
+    "OUT for the output (..., L, Ev)",
+    "OUT for the attention weights (..., L, S) after masks",
+    "OUT for the scaled logits (..., L, S) after masks (-inf where masked)",
+    "Mask TENSOR broadcastable to (..., L, S): bool true = may attend, or float added to the logits",
+    "TENSOR (batch..., S): bool true = padding (key ignored), or float added"};
+
 }  // namespace
 
-void setup_sdpa(CLI::App& app) {
-    auto flags = std::make_shared<SdpaFlags>();
-    CLI::App* sub = app.add_subcommand("sdpa", "Scaled dot-product attention: softmax(Q.K^T.scale + mask).V");
-    add_attention_flags(
-        *sub, flags->attention,
-        {"Query TENSOR (..., L, E); any leading batch dims", "Key TENSOR (..., S, E); default: the query",
-         "Value TENSOR (..., S, Ev); default: the key", "OUT for the output (..., L, Ev)",
-         "OUT for the attention weights (..., L, S) after masks",
-         "OUT for the scaled logits (..., L, S) after masks (-inf where masked)",
-         "Mask TENSOR broadcastable to (..., L, S): bool true = may attend, or float added to the logits",
-         "TENSOR (batch..., S): bool true = padding (key ignored), or float added"});
+void setup_sdpa(CLI::App& sub) {
+    const auto flags = run_with(sub, run_sdpa);
+    add_attention_flags(sub, flags->attention, kHelp);
     flags->scale_option =
-        sub->add_option("--scale", flags->scale, "Logit scale; default 1/sqrt(E)")->check(finite_number());
-    sub->footer(
-        "Examples:\n"
-        "  attn-cli sdpa -q data/q.npy -k data/k.npy -v data/v.npy                 # output as JSON on stdout\n"
-        "  attn-cli sdpa -q q.npy -k k.npy -v v.npy -o out.npy -s weights.npy --causal bottom-right\n"
-        "  attn-cli sdpa -q q.npy --mask mask.npy --key-lengths 5,3 --dtype float64 -o out.json\n");
-    sub->callback([flags] { run_sdpa(*flags); });
+        sub.add_option("--scale", flags->scale, "Logit scale; default 1/sqrt(E)")->check(finite_number());
 }
 
 }  // namespace attn::cli

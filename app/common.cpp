@@ -1,3 +1,5 @@
+// The pieces common.hpp declares: the validators with their messages, the enum flags, the
+// flags several subcommands share, reading TENSOR arguments and OutputSet.
 #include "common.hpp"
 
 #include <cerrno>
@@ -92,21 +94,48 @@ CLI::Validator file_name() {
     });
 }
 
-void add_output_flags(CLI::App& app, OutputFlags& flags) {
-    app.add_option("--format", flags.format, "Format of every OUT, whatever its name (needed for '-': default json)")
-        ->check(CLI::IsMember({"json", "npy"}));
-    app.add_option("--json-layout", flags.json_layout,
-                   "JSON OUT layout: object ({shape, dtype, data}) or nested (bare arrays)")
-        ->check(CLI::IsMember({"object", "nested"}))
-        ->capture_default_str();
+CLI::Validator names_to_numbers(const std::vector<std::pair<std::string, long long>>& names) {
+    std::string listed;
+    for (const auto& [name, number] : names) listed += (listed.empty() ? "{" : ",") + name;
+    listed += "}";
+    return validator(listed, [names, listed](std::string& text) -> std::string {
+        for (const auto& [name, number] : names) {
+            if (text != name) continue;
+            text = std::to_string(number);
+            return {};
+        }
+        return text + " not in " + listed;
+    });
 }
 
-io::WriteOptions write_options(const OutputFlags& flags) {
-    io::WriteOptions options;
-    if (flags.format == "json") options.format = io::Format::Json;
-    if (flags.format == "npy") options.format = io::Format::Npy;
-    options.json_layout = flags.json_layout == "nested" ? io::JsonLayout::Nested : io::JsonLayout::Object;
-    return options;
+EnumNames<DType> dtype_names(const std::vector<DType>& dtypes) {
+    EnumNames<DType> names;
+    for (DType dtype : dtypes) names.emplace_back(dtype_name(dtype), dtype);
+    return names;
+}
+
+CLI::Option* add_file_option(CLI::App& app, const std::string& name, std::string& path, const std::string& help) {
+    return app.add_option(name, path, help)->check(file_name());
+}
+
+CLI::Option* add_output_option(CLI::App& app, std::string& path, const std::string& help) {
+    return add_file_option(app, "-o,--output", path, help)->capture_default_str();
+}
+
+CLI::Option* add_seed_option(CLI::App& app, std::uint64_t& seed, const std::string& help) {
+    return app.add_option("--seed", seed, help)->check(seed_value());
+}
+
+void add_check_finite_flag(CLI::App& app, bool& check_finite, const std::string& help) {
+    app.add_flag("--check-finite", check_finite, help);
+}
+
+void add_output_flags(CLI::App& app, io::WriteOptions& options) {
+    add_enum_option(app, "--format", options.format, {{"json", io::Format::Json}, {"npy", io::Format::Npy}},
+                    "Format of every OUT, whatever its name (needed for '-': default json)");
+    add_enum_option(app, "--json-layout", options.json_layout,
+                    {{"object", io::JsonLayout::Object}, {"nested", io::JsonLayout::Nested}},
+                    "JSON OUT layout: object ({shape, dtype, data}) or nested (bare arrays)");
 }
 
 struct OutputSet::Output {
@@ -117,7 +146,7 @@ struct OutputSet::Output {
     std::optional<StreamingScoreWriter> stream;
 };
 
-OutputSet::OutputSet(const OutputFlags& flags) : options_(write_options(flags)) {}
+OutputSet::OutputSet(const io::WriteOptions& options) : options_(options) {}
 
 OutputSet::~OutputSet() = default;
 
@@ -169,19 +198,17 @@ void OutputSet::commit() {
     }
 }
 
-void write_outputs(const std::vector<std::pair<std::string, const Tensor*>>& outputs, const OutputFlags& flags) {
-    OutputSet set(flags);
+void write_outputs(const std::vector<std::pair<std::string, const Tensor*>>& outputs, const io::WriteOptions& options) {
+    OutputSet set(options);
     for (const auto& [path, tensor] : outputs) set.add(path, *tensor);
     set.commit();
 }
 
 namespace {
 
-Precision precision_from(const std::string& dtype) {
-    if (dtype == "float32") return Precision::Float32;
-    if (dtype == "float64") return Precision::Float64;
-    return Precision::Auto;
-}
+const EnumNames<Causal> kCausalNames = {{"top-left", Causal::TopLeft}, {"bottom-right", Causal::BottomRight}};
+const EnumNames<Precision> kPrecisionNames = {
+    {"auto", Precision::Auto}, {"float32", Precision::Float32}, {"float64", Precision::Float64}};
 
 // Non-negative: the flag's validator refused anything else.
 std::vector<std::size_t> parse_key_lengths(const std::vector<long long>& values) {
@@ -191,64 +218,62 @@ std::vector<std::size_t> parse_key_lengths(const std::vector<long long>& values)
 }  // namespace
 
 void add_attention_flags(CLI::App& app, AttentionFlags& flags, const AttentionHelp& help) {
-    app.add_option("-q,--query", flags.query, help.query)->required()->check(file_name());
-    app.add_option("-k,--key", flags.key, help.key)->check(file_name());
-    app.add_option("-v,--value", flags.value, help.value)->check(file_name());
-    app.add_option("-o,--output", flags.output, help.output)->capture_default_str()->check(file_name());
-    app.add_option("-s,--scores", flags.scores, help.scores)->check(file_name());
-    app.add_option("--logits", flags.logits, help.logits)->check(file_name());
-    flags.causal_option = app.add_option("--causal", flags.causal,
-                                         "Causal mask: top-left (bare --causal; query i sees keys 0..i) or "
-                                         "bottom-right (query i sees keys 0..i+S-L)")
-                              ->expected(0, 1)
-                              ->check(CLI::IsMember({"top-left", "bottom-right"}));
-    app.add_option("--mask", flags.mask, help.mask)->check(file_name());
-    app.add_option("--key-padding-mask", flags.key_padding_mask, help.key_padding_mask)->check(file_name());
+    add_file_option(app, "-q,--query", flags.query, help.query)->required();
+    add_file_option(app, "-k,--key", flags.key, help.key);
+    add_file_option(app, "-v,--value", flags.value, help.value);
+    add_output_option(app, flags.output, help.output);
+    add_file_option(app, "-s,--scores", flags.scores, help.scores);
+    add_file_option(app, "--logits", flags.logits, help.logits);
+    // A bare --causal reaches CLI11's conversion as "", which it reads as the enum's zero.
+    add_enum_option_function(
+        app, "--causal", kCausalNames,
+        [&flags](const Causal& given) { flags.causal = given == Causal::None ? Causal::TopLeft : given; },
+        "Causal mask: top-left (bare --causal; query i sees keys 0..i) or bottom-right (query i sees keys 0..i+S-L)")
+        ->expected(0, 1);
+    add_file_option(app, "--mask", flags.mask, help.mask);
+    add_file_option(app, "--key-padding-mask", flags.key_padding_mask, help.key_padding_mask);
     app.add_option("--key-lengths", flags.key_lengths, "Valid keys per batch item N[,N...]; later keys are ignored")
         ->delimiter(',')
         ->check(non_negative_integer());
-    app.add_option("--dtype", flags.dtype, "Compute and output precision; auto: float64 if an input is float64")
-        ->check(CLI::IsMember({"auto", "float32", "float64"}))
-        ->capture_default_str();
+    add_enum_option(app, "--dtype", flags.precision, kPrecisionNames,
+                    "Compute and output precision; auto: float64 if an input is float64");
     app.add_option("--threads", flags.threads, "Worker threads; default: all cores")->check(integer_in(1, 4096));
     app.add_flag("--no-progress", flags.no_progress,
                  "No progress bar (otherwise drawn on standard error, when it is a terminal, for runs over a second)");
     app.add_flag("--timings", flags.timings,
                  "Print the seconds spent reading, computing and writing, one line on standard error");
-    app.add_flag("--check-finite", flags.check_finite,
-                 "Refuse NaN and infinities in the inputs (-inf is allowed in a float mask, where it means masked)");
+    add_check_finite_flag(
+        app, flags.check_finite,
+        "Refuse NaN and infinities in the inputs (-inf is allowed in a float mask, where it means masked)");
     add_output_flags(app, flags.out);
 }
 
-AttentionInputs::AttentionInputs(const AttentionFlags& flags) : query_(io::read_tensor(flags.query)) {
-    if (flags.check_finite) check_finite(query_, io::display_name(flags.query), false, kCheckFiniteNote);
-    if (!flags.key.empty()) {
-        key_ = io::read_tensor(flags.key);
-        if (flags.check_finite) check_finite(*key_, io::display_name(flags.key), false, kCheckFiniteNote);
-    }
-    if (!flags.value.empty()) {
-        value_ = io::read_tensor(flags.value);
-        if (flags.check_finite) check_finite(*value_, io::display_name(flags.value), false, kCheckFiniteNote);
-    }
+Tensor read_input(const std::string& spec, bool check_finite) {
+    Tensor tensor = io::read_tensor(spec);
+    if (check_finite) attn::check_finite(tensor, io::display_name(spec), false, kCheckFiniteNote);
+    return tensor;
+}
+
+Tensor read_mask(const std::string& spec, bool check_finite) {
+    Tensor tensor = io::read_tensor(spec);
+    if (check_finite) attn::check_finite(tensor, io::display_name(spec), true, kCheckFiniteMaskNote);
+    return tensor;
+}
+
+AttentionInputs::AttentionInputs(const AttentionFlags& flags) : query_(read_input(flags.query, flags.check_finite)) {
+    if (!flags.key.empty()) key_ = read_input(flags.key, flags.check_finite);
+    if (!flags.value.empty()) value_ = read_input(flags.value, flags.check_finite);
 }
 
 AttentionOptions attention_options(const AttentionFlags& flags) {
     AttentionOptions options;
-    if (flags.causal_option->count() > 0) {
-        options.causal = flags.causal == "bottom-right" ? Causal::BottomRight : Causal::TopLeft;
-    }
-    if (!flags.mask.empty()) {
-        options.mask = io::read_tensor(flags.mask);
-        if (flags.check_finite) check_finite(*options.mask, io::display_name(flags.mask), true, kCheckFiniteMaskNote);
-    }
+    options.causal = flags.causal;
+    if (!flags.mask.empty()) options.mask = read_mask(flags.mask, flags.check_finite);
     if (!flags.key_padding_mask.empty()) {
-        options.key_padding_mask = io::read_tensor(flags.key_padding_mask);
-        if (flags.check_finite) {
-            check_finite(*options.key_padding_mask, io::display_name(flags.key_padding_mask), true, kCheckFiniteMaskNote);
-        }
+        options.key_padding_mask = read_mask(flags.key_padding_mask, flags.check_finite);
     }
     options.key_lengths = parse_key_lengths(flags.key_lengths);
-    options.precision = precision_from(flags.dtype);
+    options.precision = flags.precision;
     options.threads = flags.threads;
     if (!flags.no_progress) options.progress = progress_bar("attn-cli: attention");
     return options;

@@ -1,10 +1,14 @@
-// Pieces every subcommand shares: reading TENSOR arguments, the output-format flags and
-// writing a group of outputs all-or-nothing. No arithmetic here (docs/style.md).
+// Pieces every subcommand shares: the declaration of each flag more than one subcommand
+// takes, enum flags, reading TENSOR arguments and writing a group of outputs
+// all-or-nothing. No arithmetic here (docs/style.md).
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -17,6 +21,15 @@
 
 namespace attn::cli {
 
+// A subcommand's flags, owned by the callback that runs it once CLI11 has parsed them
+// (CLI11's options keep pointers into the flags, so they live as long as the app).
+template <class Flags>
+std::shared_ptr<Flags> run_with(CLI::App& sub, void (*run)(const Flags&)) {
+    auto flags = std::make_shared<Flags>();
+    sub.callback([flags, run] { run(*flags); });
+    return flags;
+}
+
 // Validators whose messages say what was expected and what was found (CLI11's own would
 // print "Value 0 not in range 0.000000 to 1.797693e+308" or "Could not convert").
 CLI::Validator positive_integer();
@@ -28,26 +41,88 @@ CLI::Validator seed_value();
 // A file name, or - for standard input or output; never empty.
 CLI::Validator file_name();
 
-// How errors name a TENSOR argument: the argument itself, <stdin> for "-".
-std::string tensor_subject(const std::string& spec);
+// The names an enum flag takes, in the order its help and its usage error list them.
+template <class Enum>
+using EnumNames = std::vector<std::pair<std::string, Enum>>;
+
+// CLI11 reads an enum as its number: this transform turns each name into its number and
+// words any other value as CLI::IsMember does, "sideways not in {top-left,bottom-right}"
+// (tests/errors.md pins it; CLI::CheckedTransformer would also take the numbers, and
+// word it "Check sideways value in {top-left->1,bottom-right->2} OR {1,2} FAILED").
+template <class Enum>
+CLI::Validator enum_names(const EnumNames<Enum>& names);
+// enum_names' work, for the names with their numbers.
+CLI::Validator names_to_numbers(const std::vector<std::pair<std::string, long long>>& names);
+
+template <class Enum>
+CLI::Validator enum_names(const EnumNames<Enum>& names) {
+    std::vector<std::pair<std::string, long long>> numbers;
+    for (const auto& [name, value] : names) numbers.emplace_back(name, static_cast<long long>(value));
+    return names_to_numbers(numbers);
+}
+
+// An option taking one of `names`; `set` gets its value when it is given. Help shows it
+// as TEXT:{a,b}.
+template <class Enum, class Set>
+CLI::Option* add_enum_option_function(CLI::App& app, const std::string& flag, const EnumNames<Enum>& names, Set set,
+                                      const std::string& help) {
+    return app.add_option_function<Enum>(flag, std::function<void(const Enum&)>(std::move(set)), help)
+        ->transform(enum_names(names))
+        ->type_name("TEXT");
+}
+
+// An option taking one of `names` into `value`, whose name is the default its help shows.
+template <class Enum, class = std::enable_if_t<std::is_enum_v<Enum>>>
+CLI::Option* add_enum_option(CLI::App& app, const std::string& flag, Enum& value, const EnumNames<Enum>& names,
+                             const std::string& help) {
+    CLI::Option* option = add_enum_option_function(
+        app, flag, names, [&value](const Enum& given) { value = given; }, help);
+    for (const auto& [name, named] : names) {
+        if (named == value) option->default_str(name);
+    }
+    return option;
+}
+
+// The same for an enum flag without a default: `value` stays empty unless it is given.
+template <class Enum>
+CLI::Option* add_enum_option(CLI::App& app, const std::string& flag, std::optional<Enum>& value,
+                             const EnumNames<Enum>& names, const std::string& help) {
+    return add_enum_option_function(
+        app, flag, names, [&value](const Enum& given) { value = given; }, help);
+}
+
+// The dtypes `dtypes`, each under its numpy name (dtype_name).
+EnumNames<DType> dtype_names(const std::vector<DType>& dtypes);
+
+// The flags more than one subcommand takes, each declared here once. A TENSOR, OUT or
+// FILE argument (flag or positional): a file name, or - for standard input or output.
+CLI::Option* add_file_option(CLI::App& app, const std::string& name, std::string& path, const std::string& help);
+// -o/--output OUT, default - (standard output).
+CLI::Option* add_output_option(CLI::App& app, std::string& path, const std::string& help);
+// --seed S in torch.manual_seed's range.
+CLI::Option* add_seed_option(CLI::App& app, std::uint64_t& seed, const std::string& help);
+// --check-finite; `help` says what it checks in this subcommand.
+void add_check_finite_flag(CLI::App& app, bool& check_finite, const std::string& help);
+
 // With --check-finite: what the error adds after the position of a non-finite value.
 inline constexpr const char* kCheckFiniteNote = "--check-finite";
 inline constexpr const char* kCheckFiniteMaskNote = "--check-finite; -inf, masked, is allowed in a float mask";
 
-// Flags that choose how OUT arguments are written.
-struct OutputFlags {
-    std::string format;  // "", "json" or "npy": forces the format (needed for "-")
-    std::string json_layout = "object";
-};
-void add_output_flags(CLI::App& app, OutputFlags& flags);
-io::WriteOptions write_options(const OutputFlags& flags);
+// A TENSOR argument; with --check-finite (`check_finite`) a NaN or infinity in it is an
+// error naming it as io::display_name does.
+Tensor read_input(const std::string& spec, bool check_finite);
+// The same for a mask, where -inf means masked and is allowed.
+Tensor read_mask(const std::string& spec, bool check_finite);
+
+// --format and --json-layout: how OUT arguments are written.
+void add_output_flags(CLI::App& app, io::WriteOptions& options);
 
 // The outputs of one run, all or nothing: every file is written to a temporary file and
 // they all appear, by commit(), only if all could be written; "-" outputs go to standard
 // output at commit(), in the order they were added (what went there cannot be undone).
 class OutputSet {
 public:
-    explicit OutputSet(const OutputFlags& flags);
+    explicit OutputSet(const io::WriteOptions& options);
     ~OutputSet();  // uncommitted files are removed
     OutputSet(const OutputSet&) = delete;
     OutputSet& operator=(const OutputSet&) = delete;
@@ -67,23 +142,22 @@ private:
 };
 
 // Writes each (OUT, tensor) pair through an OutputSet.
-void write_outputs(const std::vector<std::pair<std::string, const Tensor*>>& outputs, const OutputFlags& flags);
+void write_outputs(const std::vector<std::pair<std::string, const Tensor*>>& outputs, const io::WriteOptions& options);
 
 // The flags sdpa and mha share: inputs, outputs, masks, precision and threads.
 struct AttentionFlags {
     std::string query, key, value;
     std::string output = "-";
     std::string scores, logits;
-    std::string causal;
-    CLI::Option* causal_option = nullptr;
+    Causal causal = Causal::None;
     std::string mask, key_padding_mask;
     std::vector<long long> key_lengths;
-    std::string dtype = "auto";
+    Precision precision = Precision::Auto;
     int threads = 0;
     bool no_progress = false;
     bool timings = false;
     bool check_finite = false;
-    OutputFlags out;
+    io::WriteOptions out;
 };
 
 // How a subcommand describes the shared flags in its help.

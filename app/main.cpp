@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <exception>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <regex>
 #include <string>
 
@@ -26,6 +28,14 @@ extern "C" void on_fatal_signal(int signal_number) {
     attn::io::remove_pending_outputs();
     std::signal(signal_number, SIG_DFL);
     std::raise(signal_number);
+}
+
+void install_signal_handlers() {
+    // A signal the parent ignores stays ignored (a background job of a script ignores
+    // SIGINT; with SIGPIPE ignored a closed pipe is a write error, EPIPE, as in coreutils).
+    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) {
+        if (std::signal(s, on_fatal_signal) == SIG_IGN) std::signal(s, SIG_IGN);
+    }
 }
 
 void report(const std::string& message) { std::cerr << "attn-cli: error: " << message << '\n'; }
@@ -54,22 +64,14 @@ std::string usage_message(const std::string& text) {
     return text;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    // A signal the parent ignores stays ignored (a background job of a script ignores
-    // SIGINT; with SIGPIPE ignored a closed pipe is a write error, EPIPE, as in coreutils).
-    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) {
-        if (std::signal(s, on_fatal_signal) == SIG_IGN) std::signal(s, SIG_IGN);
-    }
-
-    CLI::App app{
+std::unique_ptr<CLI::App> make_app() {
+    auto app = std::make_unique<CLI::App>(
         "attn-cli - attention calculator: scaled dot-product and multi-head attention on tensor files,\n"
         "with PyTorch's semantics.",
-        "attn-cli"};
-    app.set_version_flag("--version", std::string("attn-cli ") + ATTN_VERSION);
-    app.require_subcommand(1);
-    app.footer(
+        "attn-cli");
+    app->set_version_flag("--version", std::string("attn-cli ") + ATTN_VERSION);
+    app->require_subcommand(1);
+    app->footer(
         "Examples:\n"
         "  attn-cli sdpa -q data/q.npy -k data/k.npy -v data/v.npy -o out.npy --scores weights.npy\n"
         "  attn-cli mha --heads 8 -q data/q.npy --weights data/mha_weights.npz -o out.json\n"
@@ -80,30 +82,26 @@ int main(int argc, char** argv) {
         "TENSOR: file.npy, file.json, file.npz:NAME, file.safetensors:NAME, or - (standard input).\n"
         "OUT: file.npy, file.json, file.npz, file.safetensors, or - (standard output, JSON unless --format npy).\n"
         "Exit status: 0 success, 1 bad input, 2 usage error.");
-    attn::cli::setup_sdpa(app);
-    attn::cli::setup_mha(app);
-    attn::cli::setup_convert(app);
-    attn::cli::setup_random(app);
-    attn::cli::setup_inspect(app);
+    attn::cli::add_commands(*app);
+    return app;
+}
 
+// CLI11 would only say "a subcommand is required", or take an unknown first word for an
+// extra argument; name what was wrong instead. Nullopt when argv[1] is a subcommand or
+// a help or version flag.
+std::optional<std::string> subcommand_name_error(int argc, char** argv) {
+    const std::string expected = " (expected one of " + attn::cli::command_names() + "; see attn-cli --help)";
+    if (argc == 1) return "missing subcommand" + expected;
+    const std::string first = argv[1];
+    if (first == "-h" || first == "--help" || first == "--version" || attn::cli::is_command(first)) {
+        return std::nullopt;
+    }
+    return (first.rfind('-', 0) == 0 ? first + ": unknown flag" : first + ": unknown subcommand") + expected;
+}
+
+// Parses and runs the subcommand; maps what it throws to a message and an exit status.
+int run_and_map_errors(CLI::App& app, int argc, char** argv) {
     try {
-        // CLI11 would only say "a subcommand is required"; name what was wrong instead.
-        if (argc == 1) {
-            report("missing subcommand (expected one of sdpa, mha, convert, random, inspect; see attn-cli --help)");
-            return kExitUsage;
-        }
-        {
-            const std::string first = argv[1];
-            bool known = first == "-h" || first == "--help" || first == "--version";
-            for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
-                known |= sub->get_name() == first;
-            }
-            if (!known) {
-                report((first.rfind('-', 0) == 0 ? first + ": unknown flag" : first + ": unknown subcommand") +
-                       " (expected one of sdpa, mha, convert, random, inspect; see attn-cli --help)");
-                return kExitUsage;
-            }
-        }
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
         return app.exit(e);
@@ -112,7 +110,7 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
-        // argv[1] is a known subcommand here (checked above) or a help/version flag.
+        // argv[1] is a known subcommand here (subcommand_name_error) or a help/version flag.
         const std::string help = argv[1][0] == '-' ? "attn-cli --help" : std::string("attn-cli ") + argv[1] + " --help";
         report(usage_message(one_line(e.what())) + " (see " + help + ")");
         return kExitUsage;
@@ -127,4 +125,16 @@ int main(int argc, char** argv) {
         return kExitBadInput;
     }
     return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    install_signal_handlers();
+    const std::unique_ptr<CLI::App> app = make_app();
+    if (const std::optional<std::string> error = subcommand_name_error(argc, argv)) {
+        report(*error);
+        return kExitUsage;
+    }
+    return run_and_map_errors(*app, argc, argv);
 }

@@ -114,6 +114,86 @@ class CliTest(unittest.TestCase):
         self.assert_error(run("random", "--shape", "2,-1"), 2, "--shape")
         self.assertEqual(os.listdir(self.dir), [])
 
+    def test_unknown_subcommand_lists_every_subcommand(self):
+        # The subcommands as --help lists them (app/commands.cpp's table) ...
+        text = run("--help").stdout.decode()
+        listed = [line.split()[0] for line in text.split("Subcommands:\n", 1)[1].split("\n\n", 1)[0].splitlines()]
+        self.assertEqual(listed, ["sdpa", "mha", "convert", "random", "inspect"])
+        for sub in listed:
+            self.assertEqual(run(sub, "--help").returncode, 0, sub)
+        # ... are the ones a usage error offers, in the same order.
+        expected = "(expected one of " + ", ".join(listed) + "; see attn-cli --help)"
+        self.assert_error(run(), 2, "missing subcommand " + expected)
+        self.assert_error(run("frobnicate"), 2, "frobnicate: unknown subcommand " + expected)
+        self.assert_error(run("--frobnicate"), 2, "--frobnicate: unknown flag " + expected)
+
+    # Flags whose values are names: (arguments before the flag, flag, its names in order).
+    def enum_flags(self):
+        q = os.path.join(DATA, "q.npy")
+        sdpa, mha = ["sdpa", "-q", q], ["mha", "--heads", "8", "-q", q, "--seed", "0"]
+        convert, random = ["convert", q, "-"], ["random", "--shape", "2,3"]
+        output = [("--format", ["json", "npy"]), ("--json-layout", ["object", "nested"])]
+        dtypes = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64"]
+        cases = [(args, "--causal", ["top-left", "bottom-right"]) for args in (sdpa, mha)]
+        cases += [(args, "--dtype", ["auto", "float32", "float64"]) for args in (sdpa, mha)]
+        cases += [(convert, "--dtype", dtypes), (random, "--dist", ["uniform", "normal"]),
+                  (random, "--dtype", ["float32", "float64"])]
+        cases += [(args, flag, names) for args in (sdpa, mha, convert, random) for flag, names in output]
+        return cases
+
+    def test_enum_flags_take_their_names_and_refuse_anything_else(self):
+        for args, flag, names in self.enum_flags():
+            for name in names:
+                with self.subTest(sub=args[0], flag=flag, value=name):
+                    p = run(*args, flag, name)
+                    self.assertEqual(p.returncode, 0, p.stderr)
+                    self.assertEqual(p.stderr, b"")
+            # Not the enum's numbers, nor another case: only the names.
+            for bad in ("bogus", "1", names[-1].upper()):
+                with self.subTest(sub=args[0], flag=flag, value=bad):
+                    listed = "{" + ",".join(names) + "}"
+                    self.assert_error(run(*args, flag, bad), 2,
+                                      f"error: {flag}: {bad} not in {listed} (see attn-cli {args[0]} --help)\n")
+        self.assertEqual(os.listdir(self.dir), [])
+
+    def test_enum_flags_do_what_their_names_say(self):
+        rng = np.random.default_rng(3)
+        q, k, v = (rng.standard_normal(shape, dtype=np.float32) for shape in ((2, 3, 8), (2, 5, 8), (2, 5, 4)))
+        paths = {}
+        for name, tensor in (("q", q), ("k", k), ("v", v)):
+            paths[name] = self.path(name + ".npy")
+            np.save(paths[name], tensor)
+        sdpa = ["sdpa", "-q", paths["q"], "-k", paths["k"], "-v", paths["v"]]
+        # --causal: bare is top-left (query i sees keys 0..i); bottom-right aligns the ends.
+        allowed = {"top-left": np.tril(np.ones((3, 5), bool)), "bottom-right": np.tril(np.ones((3, 5), bool), 2)}
+        for causal, name in ((["--causal"], "top-left"), (["--causal", "top-left"], "top-left"),
+                             (["--causal", "bottom-right"], "bottom-right")):
+            p = run(*sdpa, *causal, "-s", self.path("w.npy"), "-o", self.path("o.npy"))
+            self.assertEqual(p.returncode, 0, p.stderr)
+            out, weights = sdpa_reference(q, k, v, allowed[name])
+            np.testing.assert_allclose(np.load(self.path("w.npy")), weights, atol=1e-6, err_msg=" ".join(causal))
+            np.testing.assert_allclose(np.load(self.path("o.npy")), out, atol=1e-5, err_msg=" ".join(causal))
+        # --dtype (precision), --format and --json-layout, written to standard output.
+        for args, dtype in (([], "float32"), (["--dtype", "auto"], "float32"), (["--dtype", "float32"], "float32"),
+                            (["--dtype", "float64"], "float64")):
+            p = run(*sdpa, *args, "--format", "npy")
+            self.assertTrue(p.stdout.startswith(b"\x93NUMPY"), args)
+            self.assertIn(("'descr': '<f%d'" % (4 if dtype == "float32" else 8)).encode(), p.stdout[:128], args)
+        self.assertEqual(json.loads(run(*sdpa, "--format", "json").stdout)["dtype"], "float32")
+        self.assertEqual(json.loads(run(*sdpa, "--json-layout", "object").stdout)["shape"], [2, 3, 4])
+        nested = json.loads(run(*sdpa, "--json-layout", "nested").stdout)
+        self.assertEqual(np.array(nested).shape, (2, 3, 4))
+        # convert --dtype, random --dist and --dtype.
+        for dtype in ("bool", "int8", "uint16", "int64", "float64"):
+            p = run("convert", paths["q"], "-", "--dtype", dtype)
+            self.assertEqual(load_json(p.stdout).dtype, np.dtype(dtype), dtype)
+        uniform = load_json(run("random", "--shape", "1000", "--dist", "uniform").stdout)
+        normal = load_json(run("random", "--shape", "1000", "--dist", "normal", "--dtype", "float64").stdout)
+        self.assertTrue(((uniform >= 0) & (uniform < 1)).all())
+        self.assertEqual(uniform.dtype, np.float32)
+        self.assertTrue((normal < 0).any())
+        self.assertEqual(normal.dtype, np.float64)
+
     def test_bad_input_exits_1_names_the_file_and_writes_nothing(self):
         out = self.path("out.npy")
         missing = self.path("missing.npy")
