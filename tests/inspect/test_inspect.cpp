@@ -278,6 +278,52 @@ TEST_CASE("inspect: the JSON report parses and carries the figures") {
     CHECK(contains(doc["warnings"][0].get<std::string>(), "NaN"));
 }
 
+TEST_CASE("inspect: the JSON report's exact text: header, panels a line each, top-k, warnings") {
+    InspectReport report;
+    report.shape = {1, 2};
+    report.layout.queries = 1;
+    report.layout.keys = 2;
+    PanelSummary panel;
+    panel.rows = 1;
+    panel.keys = 2;
+    panel.row_sum_error = 0.5;
+    panel.unnormalised_rows = 1;
+    panel.entropy_bits = {std::numeric_limits<double>::quiet_NaN(), 0.25, 1, 1};
+    panel.max_weight = 0.75;
+    panel.top_k = {{0, {1, 0}, {0.75, 0.25}}, {0, {}, {}}};
+    report.panels = {panel, panel};
+    report.panels[1].head = 1;
+    report.panels[1].top_k.clear();
+    report.warnings = {"w: \"x\""};
+    io::StringSink sink;
+    encode_inspect_json(report, sink);
+    const std::string panel_figures =
+        "\"rows\": 1, \"keys\": 2, \"row_sum_error\": 0.5, \"worst_query\": 0, \"unnormalised_rows\": 1, "
+        "\"zero_rows\": 0, \"entropy_bits\": {\"mean\": null, \"min\": 0.25, \"max\": 1, \"uniform\": 1}, "
+        "\"max_weight\": 0.75, \"near_zero_share\": 0, \"nan\": 0, \"inf\": 0, \"top_k\": [";
+    CHECK(sink.bytes() ==
+          "{\"shape\": [1, 2], \"dtype\": \"float32\", "
+          "\"layout\": {\"batches\": 1, \"heads\": 1, \"queries\": 1, \"keys\": 2},\n"
+          " \"panels\": [\n"
+          "  {\"batch\": 0, \"head\": 0, " +
+              panel_figures +
+              "\n"
+              "    {\"query\": 0, \"keys\": [1, 0], \"weights\": [0.75, 0.25]},\n"
+              "    {\"query\": 0, \"keys\": [], \"weights\": []}]},\n"
+              "  {\"batch\": 0, \"head\": 1, " +
+              panel_figures +
+              "]}],\n"
+              " \"warnings\": [\"w: \\\"x\\\"\"]}\n");
+
+    SUBCASE("no panels") {
+        report.panels.clear();
+        report.warnings.clear();
+        io::StringSink empty;
+        encode_inspect_json(report, empty);
+        CHECK(contains(empty.bytes(), "\"keys\": 2},\n \"panels\": [],\n \"warnings\": []}\n"));
+    }
+}
+
 TEST_CASE("inspect: labels, one per line") {
     TempFile file("the\r\ncat\n\nsat\n");
     const Labels labels = read_labels(file.path());
