@@ -11,8 +11,8 @@
 #include <xtensor/xreducer.hpp>
 #include <xtensor/xview.hpp>
 
-#include "attn/random.hpp"
 #include "attention/problem.hpp"
+#include "attn/random.hpp"
 #include "mha/blas.hpp"
 
 namespace attn {
@@ -38,7 +38,8 @@ Tensor concat_rows(const std::vector<const Tensor*>& parts) {
 
 void expect_shape(const Tensor& t, const Shape& shape, const std::string& subject) {
     if (t.shape() != shape) {
-        throw Error(ErrorKind::Shape, subject, "expected shape " + shape_to_string(shape) + ", found " + shape_to_string(t.shape()));
+        throw Error(ErrorKind::Shape, subject,
+                    "expected shape " + shape_to_string(shape) + ", found " + shape_to_string(t.shape()));
     }
 }
 
@@ -86,7 +87,8 @@ MhaWeights mha_weights_from_state_dict(const io::NamedTensors& tensors, const st
     if (const Tensor* packed = dict.find("in_proj_weight")) {
         const Shape s = packed->shape();
         if (s.size() != 2 || s[0] != 3 * s[1]) {
-            throw Error(ErrorKind::Shape, dict.subject("in_proj_weight"), "expected shape (3E, E), found " + shape_to_string(s));
+            throw Error(ErrorKind::Shape, dict.subject("in_proj_weight"),
+                        "expected shape (3E, E), found " + shape_to_string(s));
         }
         const std::size_t e = s[1];
         w.q_weight = take_rows(*packed, 0, e);
@@ -121,14 +123,15 @@ MhaWeights mha_weights_from_state_dict(const io::NamedTensors& tensors, const st
                                                               {&w.out_weight, std::string(out_name) + ".weight"}};
     for (const auto& [t, name] : matrices) {
         if (t->rank() != 2)
-            throw Error(ErrorKind::Shape, source + ": " + name, "expected a matrix, found shape " + shape_to_string(t->shape()));
+            throw Error(ErrorKind::Shape, source + ": " + name,
+                        "expected a matrix, found shape " + shape_to_string(t->shape()));
     }
     const std::size_t e = w.q_weight.shape()[0];
     const std::size_t ekv = w.k_weight.shape()[0];
     expect_shape(w.q_weight, {e, e}, source + ": query projection weight");
     if (w.v_weight.shape()[0] != ekv) {
-        throw Error(ErrorKind::Shape, 
-            source + ": value projection weight",
+        throw Error(
+            ErrorKind::Shape, source + ": value projection weight",
             "expected " + std::to_string(ekv) + " rows like the key's, found " + shape_to_string(w.v_weight.shape()));
     }
     expect_shape(w.out_weight, {e, e}, dict.subject(std::string(out_name) + ".weight"));
@@ -335,16 +338,18 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
     for (auto [shape, name, dim] :
          {std::tuple{&qs, Arg::Query, e}, {&ks, Arg::Key, w.kdim()}, {&vs, Arg::Value, w.vdim()}}) {
         if (shape->size() != (unbatched ? 2u : 3u) || shape->back() != dim) {
-            throw Error(ErrorKind::Shape, name, std::string("expected ") + (unbatched ? "(L, " : "(N, L, ") + std::to_string(dim) +
-                                  ") like the query and the weights, found " + shape_to_string(*shape));
+            throw Error(ErrorKind::Shape, name,
+                        std::string("expected ") + (unbatched ? "(L, " : "(N, L, ") + std::to_string(dim) +
+                            ") like the query and the weights, found " + shape_to_string(*shape));
         }
     }
     const std::size_t n = unbatched ? 1 : qs[0];
     const std::size_t l = qs[qs.size() - 2];
     const std::size_t s = ks[ks.size() - 2];
     if ((!unbatched && (ks[0] != n || vs[0] != n)) || vs[vs.size() - 2] != s) {
-        throw Error(ErrorKind::Shape, Arg::KeyValue, "batch and length must agree: query " + shape_to_string(qs) + ", key " +
-                                 shape_to_string(ks) + ", value " + shape_to_string(vs));
+        throw Error(ErrorKind::Shape, Arg::KeyValue,
+                    "batch and length must agree: query " + shape_to_string(qs) + ", key " + shape_to_string(ks) +
+                        ", value " + shape_to_string(vs));
     }
 
     const detail::BlasThreads blas_threads(options.attention.threads);
@@ -394,7 +399,8 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
             });
         }
         if (mask.rank() >= 1 && mask.shape().back() != s) {
-            throw Error(ErrorKind::Shape, Arg::Mask, "last dim must be S = " + std::to_string(s) + ", found shape " + shape_to_string(ms));
+            throw Error(ErrorKind::Shape, Arg::Mask,
+                        "last dim must be S = " + std::to_string(s) + ", found shape " + shape_to_string(ms));
         }
         attention.mask = std::move(mask);
     }
@@ -416,8 +422,9 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
         // causal rule and key lengths, become explicit masks over the S real keys first.
         if (!attention.key_lengths.empty()) {
             if (attention.key_lengths.size() != 1 && attention.key_lengths.size() != n) {
-                throw Error(ErrorKind::Shape, Arg::KeyLengths, "expected 1 or " + std::to_string(n) + " values, found " +
-                                                 std::to_string(attention.key_lengths.size()));
+                throw Error(ErrorKind::Shape, Arg::KeyLengths,
+                            "expected 1 or " + std::to_string(n) + " values, found " +
+                                std::to_string(attention.key_lengths.size()));
             }
             xt::xarray<bool> padding = xt::xarray<bool>::from_shape({n, s});
             for (std::size_t b = 0; b < n; ++b) {
@@ -481,11 +488,13 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
 Tensor linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, int threads) {
     const Shape xs = x.shape(), ws = weight.shape();
     if (xs.empty() || ws.size() != 2 || ws[1] != xs.back()) {
-        throw Error(ErrorKind::Shape, "linear", "input " + shape_to_string(xs) + " does not fit weight " + shape_to_string(ws) +
-                                  " (expected (…, in) and (out, in))");
+        throw Error(ErrorKind::Shape, "linear",
+                    "input " + shape_to_string(xs) + " does not fit weight " + shape_to_string(ws) +
+                        " (expected (…, in) and (out, in))");
     }
     if (bias && bias->shape() != Shape{ws[0]}) {
-        throw Error(ErrorKind::Shape, "linear", "bias " + shape_to_string(bias->shape()) + " does not fit weight " + shape_to_string(ws));
+        throw Error(ErrorKind::Shape, "linear",
+                    "bias " + shape_to_string(bias->shape()) + " does not fit weight " + shape_to_string(ws));
     }
     const detail::BlasThreads blas_threads(threads);
     Shape ys = xs;
@@ -505,7 +514,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>
 MhaResult multi_head_attention(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& weights,
                                const MhaOptions& options, bool want_weights, bool want_logits) {
     if (query.rank() != 2 && query.rank() != 3) {
-        throw Error(ErrorKind::Shape, Arg::Query, "expected (N, L, E) or unbatched (L, E), found " + shape_to_string(query.shape()));
+        throw Error(ErrorKind::Shape, Arg::Query,
+                    "expected (N, L, E) or unbatched (L, E), found " + shape_to_string(query.shape()));
     }
     if (detail::compute_dtype(query, key, value, options.attention) == DType::Float64) {
         return compute<double>(query, key, value, weights, options, want_weights, want_logits);
