@@ -59,12 +59,14 @@ void run_mha(const MhaFlags& f) {
     options.average_heads = f.average_heads;
     options.attention = attention_options(f.attention);
 
+    // Declared in standard-output order: output, weights, logits.
+    OutputSet outputs(f.attention.out);
+    Tensor output;
+    outputs.add(f.attention.output, output);
+    ScoreSink* scores = f.attention.scores.empty() ? nullptr : outputs.add_scores(f.attention.scores);
+    ScoreSink* logits = f.attention.logits.empty() ? nullptr : outputs.add_scores(f.attention.logits);
     timer.mark("read");
-    const MhaResult result = multi_head_attention(query, key, value, weights, options, !f.attention.scores.empty(),
-                                                  !f.attention.logits.empty());
-    std::vector<std::pair<std::string, const Tensor*>> outputs{{f.attention.output, &result.output}};
-    if (result.weights) outputs.emplace_back(f.attention.scores, &*result.weights);
-    if (result.logits) outputs.emplace_back(f.attention.logits, &*result.logits);
+    output = multi_head_attention(query, key, value, weights, options, scores, logits).output;
     io::NamedTensors saved;
     if (!f.save_weights.empty()) saved = mha_state_dict(weights);
     // The weights file joins the group: written only if every output is.
@@ -74,7 +76,7 @@ void run_mha(const MhaFlags& f) {
         io::encode_tensor_archive(saved, io::archive_format(f.save_weights), *weights_file);
     }
     timer.mark("attention");
-    write_outputs(outputs, f.attention.out);
+    outputs.commit();
     if (weights_file) weights_file->commit();
     timer.mark("write");
     timer.report();

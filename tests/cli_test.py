@@ -352,6 +352,46 @@ class CliTest(unittest.TestCase):
         p = run("mha", "--heads", "2", "-q", os.path.join(DATA, "q.npy"), "--weights", w, "--seed", "1")
         self.assert_error(p, 2, "--seed")
 
+    def test_mha_streamed_scores_equal_collected_ones(self):
+        # As for sdpa: .npy and JSON files stream per head, standard output collects; with
+        # --average-heads the heads are averaged first, then handed over whole.
+        q, q2d = self.path("q.npy"), self.path("q2d.npy")
+        x = np.random.default_rng(7).standard_normal((2, 130, 16), dtype=np.float32)
+        np.save(q, x)
+        np.save(q2d, x[0])
+        cases = [(q, ["--causal", "--key-lengths", "100,130"]), (q, ["--add-zero-attn", "--causal"]),
+                 (q, ["--average-heads"]), (q2d, []), (q2d, ["--average-heads", "--add-bias-kv"])]
+        for query, extra in cases:
+            for flag, ext, fmt in (("-s", "npy", "npy"), ("--logits", "json", "json")):
+                what = f"{query} {extra} {flag}"
+                args = ["mha", "--heads", "4", "-q", query, "--seed", "3", "--threads", "2", *extra]
+                streamed = self.path(f"scores.{ext}")
+                p = run(*args, "-o", self.path("o.npy"), flag, streamed)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                whole = run(*args, "-o", self.path("o.npy"), flag, "-", "--format", fmt)
+                self.assertEqual(whole.returncode, 0, whole.stderr)
+                with open(streamed, "rb") as f:
+                    self.assertEqual(f.read(), whole.stdout, what)
+
+    def test_mha_weights_stream_into_a_file(self):
+        # (1, 4, 4096, 4096) float32 weights: a 256 MiB file, written while memory stays
+        # at the program's own size (collected whole, the peak was above the file's size).
+        q = self.path("q.npy")
+        np.save(q, np.random.default_rng(8).standard_normal((1, 4096, 16), dtype=np.float32))
+        w = self.path("w.npy")
+        with open(self.path("stderr"), "wb") as err:
+            child = subprocess.Popen([CLI, "mha", "--heads", "4", "-q", q, "--seed", "0", "-o", self.path("o.npy"),
+                                      "-s", w], stdout=subprocess.DEVNULL, stderr=err)
+            _, status, usage = os.wait4(child.pid, 0)
+            child.returncode = os.waitstatus_to_exitcode(status)
+        self.assertEqual(child.returncode, 0, read_text(self.path("stderr")))
+        weights = np.load(w, mmap_mode="r")
+        self.assertEqual(weights.shape, (1, 4, 4096, 4096))
+        np.testing.assert_allclose(weights[0, :, ::1000].sum(-1), 1, rtol=1e-5)
+        peak = usage.ru_maxrss * 1024  # kB on Linux
+        self.assertLess(peak, os.path.getsize(w) / 4, f"peak RSS {peak} bytes")
+        del weights
+
     # ---- non-finite values ------------------------------------------------------------
     def sdpa_nonfinite(self, name):
         """attn-cli's output and weights for tests/data/nonfinite/NAME.npz, and torch's."""

@@ -58,6 +58,25 @@ private:
     std::string path_;
 };
 
+constexpr std::uint32_t kInk = 0x222222;  // tick marks and labels
+
+// The offsets in [0, count) at which pixel_at(offset) is the ink colour.
+template <class F>
+std::vector<std::size_t> inked(std::size_t count, F&& pixel_at) {
+    std::vector<std::size_t> offsets;
+    for (std::size_t i = 0; i < count; ++i) {
+        if (pixel_at(i) == kInk) offsets.push_back(i);
+    }
+    return offsets;
+}
+
+template <class Tick>
+std::vector<std::string> labels_of(const std::vector<Tick>& ticks) {
+    std::vector<std::string> labels;
+    for (const Tick& tick : ticks) labels.push_back(tick.label);
+    return labels;
+}
+
 // The colour at the centre of cell (query, key) of a heatmap panel.
 std::uint32_t cell_pixel(const Heatmap& map, std::size_t panel, std::size_t query, std::size_t key) {
     const HeatmapPanel& p = map.panels.at(panel);
@@ -278,6 +297,52 @@ TEST_CASE("inspect: the JSON report parses and carries the figures") {
     CHECK(contains(doc["warnings"][0].get<std::string>(), "NaN"));
 }
 
+TEST_CASE("inspect: the JSON report's exact text: header, panels a line each, top-k, warnings") {
+    InspectReport report;
+    report.shape = {1, 2};
+    report.layout.queries = 1;
+    report.layout.keys = 2;
+    PanelSummary panel;
+    panel.rows = 1;
+    panel.keys = 2;
+    panel.row_sum_error = 0.5;
+    panel.unnormalised_rows = 1;
+    panel.entropy_bits = {std::numeric_limits<double>::quiet_NaN(), 0.25, 1, 1};
+    panel.max_weight = 0.75;
+    panel.top_k = {{0, {1, 0}, {0.75, 0.25}}, {0, {}, {}}};
+    report.panels = {panel, panel};
+    report.panels[1].head = 1;
+    report.panels[1].top_k.clear();
+    report.warnings = {"w: \"x\""};
+    io::StringSink sink;
+    encode_inspect_json(report, sink);
+    const std::string panel_figures =
+        "\"rows\": 1, \"keys\": 2, \"row_sum_error\": 0.5, \"worst_query\": 0, \"unnormalised_rows\": 1, "
+        "\"zero_rows\": 0, \"entropy_bits\": {\"mean\": null, \"min\": 0.25, \"max\": 1, \"uniform\": 1}, "
+        "\"max_weight\": 0.75, \"near_zero_share\": 0, \"nan\": 0, \"inf\": 0, \"top_k\": [";
+    CHECK(sink.bytes() ==
+          "{\"shape\": [1, 2], \"dtype\": \"float32\", "
+          "\"layout\": {\"batches\": 1, \"heads\": 1, \"queries\": 1, \"keys\": 2},\n"
+          " \"panels\": [\n"
+          "  {\"batch\": 0, \"head\": 0, " +
+              panel_figures +
+              "\n"
+              "    {\"query\": 0, \"keys\": [1, 0], \"weights\": [0.75, 0.25]},\n"
+              "    {\"query\": 0, \"keys\": [], \"weights\": []}]},\n"
+              "  {\"batch\": 0, \"head\": 1, " +
+              panel_figures +
+              "]}],\n"
+              " \"warnings\": [\"w: \\\"x\\\"\"]}\n");
+
+    SUBCASE("no panels") {
+        report.panels.clear();
+        report.warnings.clear();
+        io::StringSink empty;
+        encode_inspect_json(report, empty);
+        CHECK(contains(empty.bytes(), "\"keys\": 2},\n \"panels\": [],\n \"warnings\": []}\n"));
+    }
+}
+
 TEST_CASE("inspect: labels, one per line") {
     TempFile file("the\r\ncat\n\nsat\n");
     const Labels labels = read_labels(file.path());
@@ -319,7 +384,8 @@ TEST_CASE("inspect: heatmap PNG decodes with the expected size and colours") {
     CHECK(decoded.width == map.image.width);
     CHECK(decoded.height == map.image.height);
     CHECK(decoded.rgb == map.image.rgb);
-    const Heatmap at{decoded, map.panels, map.scale_top};
+    Heatmap at = map;
+    at.image = decoded;
     CHECK(cell_pixel(at, 1, 0, 2) == kViridisHigh);
     CHECK(cell_pixel(at, 1, 0, 0) == kViridisLow);
     CHECK(cell_pixel(at, 0, 0, 0) == kViridisMid);
@@ -356,6 +422,96 @@ TEST_CASE("inspect: a large panel is averaged down, never cropped") {
     CHECK(cell_pixel(map, 0, 0, 0) == kViridisHigh);
     CHECK(cell_pixel(map, 0, 0, 1) == kViridisMid);
     CHECK(cell_pixel(map, 0, 499, 499) == kViridisLow);
+}
+
+TEST_CASE("inspect: heatmap ticks are thinned to round steps, the marks drawn where they say") {
+    // 30 queries x 100 keys: cells of 17 x 5 px. Query labels want 40 px: every 5th query
+    // (85 px); key numbers want the width of "99" and two characters, 46 px: every 10th key.
+    const Heatmap map = render_heatmap(weights_of({30, 100}, std::vector<float>(3000, 0.01f)), {}, "w.npy");
+    REQUIRE(map.panels.size() == 1);
+    const HeatmapPanel& p = map.panels[0];
+    REQUIRE(p.cell_height == 17);
+    REQUIRE(p.cell_width == 5);
+    std::vector<std::size_t> query_offsets, key_offsets;
+    for (std::size_t i = 0; i < 6; ++i) {
+        CHECK(map.query_ticks.at(i).index == 5 * i);
+        query_offsets.push_back(17 * 5 * i + 8);  // the centre of the query's cell
+    }
+    for (std::size_t i = 0; i < 10; ++i) {
+        CHECK(map.key_ticks.at(i).index == 10 * i);
+        key_offsets.push_back(5 * 10 * i + 2);
+    }
+    CHECK(map.query_ticks.size() == 6);
+    CHECK(map.key_ticks.size() == 10);
+    CHECK(labels_of(map.query_ticks) == std::vector<std::string>{"0", "5", "10", "15", "20", "25"});
+    CHECK(map.key_ticks[9].label == "90");
+
+    // The marks: left of the frame (one column clear of it) and under it.
+    const auto query_marks = inked(p.height, [&](std::size_t y) { return map.image.pixel(p.x - 2, p.y + y); });
+    const auto key_marks = inked(p.width, [&](std::size_t x) { return map.image.pixel(p.x + x, p.y + p.height + 1); });
+    CHECK(query_marks == query_offsets);
+    CHECK(key_marks == key_offsets);
+    for (std::size_t i = 0; i < 6; ++i) CHECK(map.query_ticks[i].offset == query_offsets[i]);
+    for (std::size_t i = 0; i < 10; ++i) CHECK(map.key_ticks[i].offset == key_offsets[i]);
+
+    SUBCASE("averaged down: ticks at index centres, half a pixel an index") {
+        // 1000 x 1000 averaged 2 x 2: 0.5 px an index, so queries every 100 (50 px) and
+        // keys ("999": 58 px) every 200.
+        const Heatmap big =
+            render_heatmap(weights_of({1000, 1000}, std::vector<float>(1000 * 1000, 0.001f)), {}, "w.npy");
+        REQUIRE(big.key_ticks.size() == 5);
+        REQUIRE(big.query_ticks.size() == 10);
+        CHECK(big.key_ticks[4].index == 800);
+        CHECK(big.key_ticks[4].offset == 400);
+        CHECK(big.query_ticks[9].index == 900);
+        CHECK(big.query_ticks[9].offset == 450);
+    }
+    SUBCASE("big cells: a label per query and key, tokens as the font can draw them") {
+        HeatmapOptions options;
+        options.query_labels = {{"the", "a_very_long_token", "caf\xc3\xa9"}, "q.txt"};
+        options.key_labels = {{"x", "\x01y"}, "k.txt"};
+        const Heatmap labelled = render_heatmap(weights_of({3, 2}, std::vector<float>(6, 0.5f)), options, "w.npy");
+        CHECK(labels_of(labelled.query_ticks) == std::vector<std::string>{"the", "a_very_long~", "caf?"});
+        CHECK(labels_of(labelled.key_ticks) == std::vector<std::string>{"x", "?y"});
+        const HeatmapPanel& one = labelled.panels.at(0);
+        CHECK(labelled.query_ticks[2].offset == 2 * one.cell_height + one.cell_height / 2);
+        CHECK(labelled.key_ticks[1].offset == one.cell_width + one.cell_width / 2);
+    }
+}
+
+TEST_CASE("inspect: the colour bar runs from 0 to the scale top, ticks at round values") {
+    SUBCASE("top 1: steps of 0.2") {
+        const Heatmap map = render_heatmap(weights_of({2, 2, 3}, {0.5f, 0.5f, 0.0f, 0.0f, 0.5f, 0.5f,  //
+                                                                  0.0f, 0.0f, 1.0f, 0.0f, 0.5f, 0.5f}),
+                                           {}, "w.npy");
+        const HeatmapColourBar& bar = map.colour_bar;
+        CHECK(bar.x > map.panels.at(1).x + map.panels.at(1).width);  // right of the grid
+        CHECK(bar.y == map.panels.at(0).y);                          // level with the first row
+        CHECK(bar.height == 160);                                    // the panels are 96 px tall
+        CHECK(bar.x + bar.width < map.image.width);
+        CHECK(labels_of(bar.ticks) == std::vector<std::string>{"0.0", "0.2", "0.4", "0.6", "0.8", "1.0"});
+        std::vector<std::size_t> rows;
+        for (const HeatmapScaleTick& tick : bar.ticks) rows.push_back(tick.y - bar.y);
+        CHECK(rows == std::vector<std::size_t>{159, 127, 95, 64, 32, 0});  // (1 - v) * 159, rounded
+        CHECK(bar.ticks[3].value == doctest::Approx(0.6));
+        // The gradient, and the marks just right of its frame.
+        CHECK(map.image.pixel(bar.x, bar.y) == kViridisHigh);
+        CHECK(map.image.pixel(bar.x + bar.width - 1, bar.y + bar.height - 1) == kViridisLow);
+        const auto marks =
+            inked(bar.height, [&](std::size_t y) { return map.image.pixel(bar.x + bar.width + 1, bar.y + y); });
+        CHECK(marks == std::vector<std::size_t>{0, 32, 64, 95, 127, 159});
+    }
+    SUBCASE("top 0.37: steps of 0.1, the top left unlabelled") {
+        const Heatmap map = render_heatmap(weights_of({1, 1}, {0.37f}), {}, "w.npy");
+        CHECK(map.scale_top == doctest::Approx(0.37));
+        CHECK(labels_of(map.colour_bar.ticks) == std::vector<std::string>{"0.0", "0.1", "0.2", "0.3"});
+        CHECK(map.colour_bar.ticks.back().y > map.colour_bar.y);
+    }
+    SUBCASE("top 3: whole numbers") {
+        const Heatmap map = render_heatmap(weights_of({1, 2}, {3.0f, 1.0f}), {}, "w.npy");
+        CHECK(labels_of(map.colour_bar.ticks) == std::vector<std::string>{"0", "1", "2", "3"});
+        CHECK(map.colour_bar.ticks.back().y == map.colour_bar.y);
+    }
 }
 
 TEST_CASE("inspect: heatmap of empty weights is a shape error") {

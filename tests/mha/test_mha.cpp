@@ -1,6 +1,13 @@
 // multi_head_attention: weights by name, PyTorch's initialisation, save/load round trip,
-// grouped-query heads and the options that reshape the keys.
+// grouped-query heads, the options that reshape the keys, and weights and logits handed
+// to score sinks (streamed per head, averaged, unbatched, refused when too large).
 #include <doctest/doctest.h>
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <utility>
+#include <vector>
 
 #include <xtensor/xview.hpp>
 
@@ -22,11 +29,82 @@ MhaWeights seeded(std::size_t e, std::size_t heads, std::uint64_t seed, std::siz
     return init_mha_weights(init, seed);
 }
 
+// Seeded weights with bias_k and bias_v.
+MhaWeights seeded_with_bias_kv(std::size_t e, std::size_t heads, std::uint64_t seed) {
+    MhaInit init;
+    init.embed_dim = e;
+    init.heads = heads;
+    init.add_bias_kv = true;
+    return init_mha_weights(init, seed);
+}
+
 MhaOptions with_heads(std::size_t heads) {
     MhaOptions o;
     o.heads = heads;
     return o;
 }
+
+// The layer's output and its weights, collected whole.
+struct Collected {
+    Tensor output, weights;
+};
+
+Collected with_weights(const Tensor& q, const Tensor& k, const Tensor& v, const MhaWeights& w, const MhaOptions& o) {
+    TensorScoreSink weights;
+    Tensor output = multi_head_attention(q, k, v, w, o, &weights).output;
+    return {std::move(output), std::move(weights.tensor())};
+}
+
+// Keeps what a sink is told: begin()'s dtype and shape, and every row by its (matrix,
+// row) index. Calls may come from several threads.
+class RecordingSink final : public ScoreSink {
+public:
+    void begin(DType dtype, const Shape& shape) override {
+        ++begins_;
+        dtype_ = dtype;
+        shape_ = shape;
+    }
+    void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const float* values) override {
+        record(matrix, row_begin, row_count, values);
+    }
+    void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const double* values) override {
+        record(matrix, row_begin, row_count, values);
+    }
+    int begins() const { return begins_; }
+    DType dtype() const { return dtype_; }
+    const Shape& shape() const { return shape_; }
+    std::size_t repeated() const { return repeated_; }
+    // The rows as one float64 tensor of begin()'s shape; every row must have come.
+    Tensor tensor() const {
+        xt::xarray<double> all = xt::xarray<double>::from_shape(shape_);
+        const std::size_t length = shape_.back(), per_matrix = shape_[shape_.size() - 2];
+        REQUIRE(rows_.size() == (length == 0 ? 0 : all.size() / length));
+        for (const auto& [index, row] : rows_) {
+            std::copy(row.begin(), row.end(), all.data() + (index.first * per_matrix + index.second) * length);
+        }
+        return Tensor(std::move(all));
+    }
+
+private:
+    template <class T>
+    void record(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const T* values) {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        const std::size_t length = shape_.back();
+        for (std::size_t r = 0; r < row_count; ++r) {
+            const T* row = values + r * length;
+            if (!rows_.emplace(std::pair{matrix, row_begin + r}, std::vector<double>(row, row + length)).second) {
+                ++repeated_;
+            }
+        }
+    }
+
+    int begins_ = 0;
+    DType dtype_ = DType::Bool;
+    Shape shape_;
+    std::mutex mutex_;
+    std::map<std::pair<std::size_t, std::size_t>, std::vector<double>> rows_;
+    std::size_t repeated_ = 0;
+};
 
 }  // namespace
 
@@ -45,23 +123,19 @@ TEST_CASE("mha: --seed draws exactly torch.manual_seed(0); nn.MultiheadAttention
 
 TEST_CASE("mha: saved weights load back and give the same output") {
     const Tensor q = normal({2, 5, 16}, 1), k = normal({2, 7, 16}, 2);
-    MhaInit init;
-    init.embed_dim = 16;
-    init.heads = 4;
-    init.add_bias_kv = true;
-    const MhaWeights w = init_mha_weights(init, 3);
+    const MhaWeights w = seeded_with_bias_kv(16, 4, 3);
     MhaOptions o = with_heads(4);
     o.add_zero_attn = true;
-    const MhaResult first = multi_head_attention(q, k, k, w, o, true);
+    const Collected first = with_weights(q, k, k, w, o);
     for (io::Format format : {io::Format::Npz, io::Format::Safetensors, io::Format::Json}) {
         io::StringSink bytes;
         io::encode_tensor_archive(mha_state_dict(w), format, bytes);
         const io::NamedTensors back = format == io::Format::Npz           ? io::decode_npz(bytes.bytes(), "w")
                                       : format == io::Format::Safetensors ? io::decode_safetensors(bytes.bytes(), "w")
                                                                           : io::decode_json_archive(bytes.bytes(), "w");
-        const MhaResult again = multi_head_attention(q, k, k, mha_weights_from_state_dict(back, "", "w"), o, true);
+        const Collected again = with_weights(q, k, k, mha_weights_from_state_dict(back, "", "w"), o);
         CHECK(test::max_abs_diff(first.output, again.output) == 0.0);
-        CHECK(test::max_abs_diff(*first.weights, *again.weights) == 0.0);
+        CHECK(test::max_abs_diff(first.weights, again.weights) == 0.0);
     }
 }
 
@@ -146,10 +220,10 @@ TEST_CASE("mha: grouped-query heads equal MHA with the K/V projections repeated 
     const Tensor q = normal({2, 5, e}, 12), kv = normal({2, 6, e}, 13);
     MhaOptions o = with_heads(heads);
     o.kv_heads = groups;
-    const MhaResult a = multi_head_attention(q, kv, kv, grouped, o, true);
-    const MhaResult b = multi_head_attention(q, kv, kv, repeated, with_heads(heads), true);
+    const Collected a = with_weights(q, kv, kv, grouped, o);
+    const Collected b = with_weights(q, kv, kv, repeated, with_heads(heads));
     CHECK(test::max_abs_diff(a.output, b.output) <= 1e-6);
-    CHECK(test::max_abs_diff(*a.weights, *b.weights) <= 1e-6);
+    CHECK(test::max_abs_diff(a.weights, b.weights) <= 1e-6);
     // Saved under separate-Linear names, which PyTorch's module cannot hold.
     CHECK(mha_state_dict(grouped).front().first == "q_proj.weight");
 }
@@ -159,33 +233,29 @@ TEST_CASE("mha: averaged weights are the mean over heads; unbatched input drops 
     const Tensor q = normal({1, 3, 8}, 15);
     MhaOptions avg = with_heads(2);
     avg.average_heads = true;
-    const MhaResult per_head = multi_head_attention(q, q, q, w, with_heads(2), true);
-    const MhaResult averaged = multi_head_attention(q, q, q, w, avg, true);
-    CHECK(averaged.weights->shape() == Shape{1, 3, 3});
-    const xt::xarray<float> mean = xt::mean(per_head.weights->values<float>(), {1});
-    CHECK(test::max_abs_diff(*averaged.weights, Tensor(mean)) <= 1e-7);
+    const Collected per_head = with_weights(q, q, q, w, with_heads(2));
+    const Collected averaged = with_weights(q, q, q, w, avg);
+    CHECK(averaged.weights.shape() == Shape{1, 3, 3});
+    const xt::xarray<float> mean = xt::mean(per_head.weights.values<float>(), {1});
+    CHECK(test::max_abs_diff(averaged.weights, Tensor(mean)) <= 1e-7);
 
     const Tensor unbatched(xt::xarray<float>(xt::view(q.values<float>(), 0)));
-    const MhaResult u = multi_head_attention(unbatched, unbatched, unbatched, w, with_heads(2), true);
+    const Collected u = with_weights(unbatched, unbatched, unbatched, w, with_heads(2));
     CHECK(u.output.shape() == Shape{3, 8});
-    CHECK(u.weights->shape() == Shape{2, 3, 3});
+    CHECK(u.weights.shape() == Shape{2, 3, 3});
     CHECK(test::max_abs_diff(u.output, Tensor(xt::xarray<float>(xt::view(per_head.output.values<float>(), 0)))) == 0.0);
 }
 
 TEST_CASE("mha: with bias_k or a zero key, causal and key lengths still leave the appended keys visible") {
-    MhaInit init;
-    init.embed_dim = 8;
-    init.heads = 2;
-    init.add_bias_kv = true;
-    const MhaWeights w = init_mha_weights(init, 16);
+    const MhaWeights w = seeded_with_bias_kv(8, 2, 16);
     const Tensor q = normal({2, 4, 8}, 17);
     MhaOptions o = with_heads(2);
     o.add_zero_attn = true;
     o.attention.causal = Causal::TopLeft;
     o.attention.key_lengths = {2, 4};
-    const MhaResult r = multi_head_attention(q, q, q, w, o, true);
-    const auto& s = r.weights->values<float>();
-    REQUIRE(r.weights->shape() == Shape{2, 2, 4, 6});
+    const Collected r = with_weights(q, q, q, w, o);
+    const auto& s = r.weights.values<float>();
+    REQUIRE(r.weights.shape() == Shape{2, 2, 4, 6});
     for (std::size_t h = 0; h < 2; ++h) {
         for (std::size_t i = 0; i < 4; ++i) {
             CHECK(s(0, h, i, 4) > 0.0f);  // bias key
@@ -196,4 +266,105 @@ TEST_CASE("mha: with bias_k or a zero key, causal and key lengths still leave th
             }
         }
     }
+}
+
+TEST_CASE("mha: weights and logits streamed to a sink are those collected whole, each row once") {
+    // 130 queries: three row blocks per head, handed over from several threads.
+    const MhaWeights w = seeded(16, 4, 18);
+    const Tensor q = normal({2, 130, 16}, 19), k = normal({2, 100, 16}, 20);
+    MhaOptions o = with_heads(4);
+    o.attention.causal = Causal::BottomRight;
+    o.attention.key_lengths = {70, 100};
+    o.attention.threads = 2;
+    TensorScoreSink weights, logits;
+    const Tensor collected = multi_head_attention(q, k, k, w, o, &weights, &logits).output;
+    RecordingSink streamed_weights, streamed_logits;
+    const Tensor streamed = multi_head_attention(q, k, k, w, o, &streamed_weights, &streamed_logits).output;
+    CHECK(test::max_abs_diff(streamed, collected) == 0.0);
+    for (const auto& [sink, whole] : {std::pair{&streamed_weights, &weights}, {&streamed_logits, &logits}}) {
+        CHECK(sink->begins() == 1);
+        CHECK(sink->dtype() == DType::Float32);
+        CHECK(sink->shape() == Shape{2, 4, 130, 100});
+        CHECK(sink->repeated() == 0);
+        CHECK(test::max_abs_diff(sink->tensor(), whole->tensor()) == 0.0);
+    }
+}
+
+TEST_CASE("mha: unbatched input reports (H, L, S) to the sinks, and (L, S) averaged") {
+    const MhaWeights w = seeded_with_bias_kv(8, 2, 21);
+    const Tensor batched = normal({1, 3, 8}, 22);
+    const Tensor q(xt::xarray<float>(xt::view(batched.values<float>(), 0)));
+    MhaOptions o = with_heads(2);
+    o.add_zero_attn = true;
+    RecordingSink weights, logits;
+    multi_head_attention(q, q, q, w, o, &weights, &logits);
+    CHECK(weights.shape() == Shape{2, 3, 5});  // S = 3 keys + bias_k + the zero key
+    CHECK(logits.shape() == Shape{2, 3, 5});
+    const Collected per_batch = with_weights(batched, batched, batched, w, o);
+    CHECK(test::max_abs_diff(weights.tensor(),
+                             Tensor(xt::xarray<float>(xt::view(per_batch.weights.values<float>(), 0)))) == 0.0);
+
+    o.average_heads = true;
+    RecordingSink averaged;
+    TensorScoreSink collected;
+    multi_head_attention(q, q, q, w, o, &averaged, &logits);
+    multi_head_attention(q, q, q, w, o, &collected);
+    CHECK(averaged.shape() == Shape{3, 5});
+    CHECK(logits.shape() == Shape{2, 3, 5});  // logits stay per head
+    CHECK(collected.tensor().shape() == Shape{3, 5});
+    CHECK(test::max_abs_diff(averaged.tensor(), collected.tensor()) == 0.0);
+}
+
+TEST_CASE("mha: averaged weights reach a sink a whole matrix per batch index, the exact mean over heads") {
+    const MhaWeights w = seeded(16, 4, 23);
+    for (DType dtype : {DType::Float32, DType::Float64}) {
+        CAPTURE(dtype_name(dtype));
+        const Tensor q = Tensor(normal({3, 70, 16}, 24).cast<double>());
+        MhaOptions o = with_heads(4);
+        o.attention.causal = Causal::TopLeft;
+        o.attention.precision = dtype == DType::Float64 ? Precision::Float64 : Precision::Float32;
+        const Collected per_head = with_weights(q, q, q, w, o);
+        o.average_heads = true;
+        RecordingSink averaged;
+        multi_head_attention(q, q, q, w, o, &averaged);
+        CHECK(averaged.begins() == 1);
+        CHECK(averaged.dtype() == dtype);
+        CHECK(averaged.shape() == Shape{3, 70, 70});
+        CHECK(averaged.repeated() == 0);
+        const Tensor mean = per_head.weights.visit([](const auto& a) -> Tensor {
+            using T = typename std::decay_t<decltype(a)>::value_type;
+            if constexpr (std::is_floating_point_v<T>) {
+                return Tensor(xt::xarray<T>(xt::mean(a, {1})));
+            } else {
+                FAIL("float weights expected");
+                return Tensor();
+            }
+        });
+        CHECK(test::max_abs_diff(averaged.tensor(), mean) == 0.0);
+    }
+}
+
+TEST_CASE("mha: weights or logits that cannot fit in memory are refused before the kernel runs, naming them") {
+    // E = 1, L = S = 10^6: 4 TB of float32 weights per head from 4 MB of input.
+    const MhaWeights w = seeded(1, 1, 25);
+    const Tensor q = Tensor::zeros(DType::Float32, {1, 1000000, 1});
+    const MhaOptions o = with_heads(1);
+    TensorScoreSink weights, logits;
+    auto refused = [&](const MhaOptions& options, ScoreSink* to_weights, ScoreSink* to_logits) {
+        return test::error_arg_of([&] { multi_head_attention(q, q, q, w, options, to_weights, to_logits); });
+    };
+    const std::string m = test::error_of([&] { multi_head_attention(q, q, q, w, o, &weights); }, ErrorKind::Value);
+    CHECK(m.rfind("weights: needs 4.0 TB for float32 output (1, 1, 1000000, 1) + weights (1, 1, 1000000, 1000000), ",
+                  0) == 0);
+    CHECK(refused(o, &weights, nullptr) == Arg::Weights);
+    CHECK(refused(o, nullptr, &logits) == Arg::Logits);
+    CHECK(refused(o, &weights, &logits) == Arg::WeightsAndLogits);
+    CHECK(weights.tensor().rank() == 0);  // begin() never came: nothing was allocated
+
+    // Averaging holds every head's weights, even for a sink that keeps nothing itself.
+    MhaOptions average = o;
+    average.average_heads = true;
+    RecordingSink streamed;
+    CHECK(refused(average, &streamed, nullptr) == Arg::Weights);
+    CHECK(streamed.begins() == 0);
 }

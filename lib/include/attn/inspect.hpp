@@ -133,15 +133,44 @@ struct HeatmapPanel {
     std::size_t keys_per_cell = 1, queries_per_cell = 1;
 };
 
+// A tick of the panels' axes: the query or key it marks, its offset in pixels from the
+// panel's first row (queries) or column (keys), and its label as drawn.
+struct HeatmapAxisTick {
+    std::size_t index = 0;
+    std::size_t offset = 0;
+    std::string label;
+};
+
+// A tick of the colour bar: the weight it marks, its row in the image, its label as drawn.
+struct HeatmapScaleTick {
+    double value = 0;
+    std::size_t y = 0;
+    std::string label;
+};
+
+// Where the colour bar landed: the gradient runs from the scale top (row y) down to 0
+// (row y + height - 1).
+struct HeatmapColourBar {
+    std::size_t x = 0, y = 0;
+    std::size_t width = 0, height = 0;
+    std::vector<HeatmapScaleTick> ticks;  // 0 and steps of 1, 2 or 5 x 10^n, bottom to top
+};
+
 struct Heatmap {
     Image image;
     std::vector<HeatmapPanel> panels;
     double scale_top = 1;  // the weight drawn in the brightest colour
+    // Every panel has the same ticks: a label per query or key when they are far enough
+    // apart, else one every 1, 2 or 5 x 10^n indices.
+    std::vector<HeatmapAxisTick> query_ticks;  // top to bottom
+    std::vector<HeatmapAxisTick> key_ticks;    // left to right
+    HeatmapColourBar colour_bar;
 };
 
 // A grid of one titled panel per head ("head 0", ...) with query/key axis ticks (token
 // strings when labels are given), and a colour bar with values. The colour scale runs
-// from 0 to the largest shown cell, shared by all panels; NaN cells are grey. Throws
+// from 0 to the largest shown cell, shared by all panels; NaN cells are grey. Besides the
+// image, the result says where the panels, ticks and colour bar landed. Throws
 // ErrorKind::Shape for empty weights, ErrorKind::Value for labels of the wrong count.
 Heatmap render_heatmap(const Tensor& weights, const HeatmapOptions& options, const std::string& subject);
 

@@ -65,17 +65,19 @@ struct MhaOptions {
     std::size_t heads = 0;
     std::size_t kv_heads = 0;  // 0: = heads
     bool add_zero_attn = false;
-    bool average_heads = false;  // weights (N, L, S) averaged over heads instead of (N, H, L, S)
+    // Weights (N, L, S) averaged over heads instead of (N, H, L, S). The mean needs every
+    // head, so the per-head weights are collected whole first, then averaged.
+    bool average_heads = false;
     // Masks, key padding, key lengths, causal, precision, threads, as for sdpa; `mask`
     // may also be (L, S) or (N·H, L, S) (PyTorch's attn_mask shapes). scale is 1/√(E/H)
-    // unless set.
+    // unless set. The causal rule and key lengths reach the kernel as rules, so the keys
+    // they hide are skipped, except when bias_k or add_zero_attn append keys: those stay
+    // visible, so the rules become explicit masks over the S real keys (docs/kernel.md).
     AttentionOptions attention;
 };
 
 struct MhaResult {
-    Tensor output;                  // (N, L, E), or (L, E) for unbatched (L, E) input
-    std::optional<Tensor> weights;  // when asked for: (N, H, L, S) or averaged (N, L, S)
-    std::optional<Tensor> logits;   // when asked for: (N, H, L, S)
+    Tensor output;  // (N, L, E), or (L, E) for unbatched (L, E) input
 };
 
 // A Linear layer, y = x·Wᵀ + b, on the last dim of x (…, in) with W (out, in) and b
@@ -83,9 +85,15 @@ struct MhaResult {
 // x or W is float64, else float32.
 Tensor linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias = std::nullopt, int threads = 0);
 
-// Checks that the weights fit the inputs and options (ErrorKind::Shape, or Usage when E
-// does not divide by H or kv_heads does not divide H) and computes the layer.
-MhaResult multi_head_attention(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& weights,
-                               const MhaOptions& options, bool want_weights = false, bool want_logits = false);
+// Checks that the layer's weights fit the inputs and options (ErrorKind::Shape, or Usage
+// when E does not divide by H or kv_heads does not divide H) and computes the layer.
+// Attention weights and logits go to the sinks as scaled_dot_product_attention's do, row
+// block by row block while the kernel runs: per head, (N, H, L, S), or (H, L, S) for
+// unbatched input, where S counts the keys appended by bias_k and add_zero_attn. With
+// average_heads the weights are (N, L, S), or (L, S), handed over a whole matrix at a time
+// once every head is done. Results that cannot fit in memory are refused before the
+// kernel runs, as for sdpa, naming Arg::Weights, Arg::Logits or Arg::WeightsAndLogits.
+MhaResult multi_head_attention(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& layer,
+                               const MhaOptions& options, ScoreSink* weights = nullptr, ScoreSink* logits = nullptr);
 
 }  // namespace attn

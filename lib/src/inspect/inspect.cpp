@@ -3,12 +3,10 @@
 // and the blocks merged in order, so the figures do not depend on the thread count.
 #include "attn/inspect.hpp"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <cstdio>
+#include <initializer_list>
 #include <limits>
 #include <utility>
 
@@ -220,6 +218,64 @@ void add_warnings(InspectReport& report, const InspectOptions& options, const st
     }
 }
 
+// One summary per chosen panel, batch-major, with a top-k slot per query it will list.
+std::vector<PanelSummary> chosen_panels(const WeightsLayout& layout, const InspectOptions& options) {
+    std::vector<PanelSummary> panels;
+    for (std::size_t b = 0; b < layout.batches; ++b) {
+        if (options.batch && *options.batch != b) continue;
+        for (std::size_t h = 0; h < layout.heads; ++h) {
+            if (options.head && *options.head != h) continue;
+            PanelSummary panel;
+            panel.batch = b;
+            panel.head = h;
+            panel.rows = layout.queries;
+            panel.keys = layout.keys;
+            if (options.top_k > 0 && layout.keys > 0) panel.top_k.resize(options.query ? 1 : layout.queries);
+            panels.push_back(std::move(panel));
+        }
+    }
+    return panels;
+}
+
+// The blocks of kRowsPerTask rows of every panel, in memory order.
+std::vector<Task> row_blocks(std::size_t panel_count, std::size_t queries) {
+    std::vector<Task> tasks;
+    for (std::size_t slot = 0; slot < panel_count; ++slot) {
+        for (std::size_t first = 0; first < queries; first += kRowsPerTask) {
+            tasks.push_back({slot, first, std::min(first + kRowsPerTask, queries)});
+        }
+    }
+    return tasks;
+}
+
+// Tasks are in memory order, so the first one with a negative weight holds the first.
+void throw_first_negative(const InspectReport& report, const std::vector<Task>& tasks,
+                          const std::vector<BlockTotals>& blocks, const std::string& subject) {
+    const WeightsLayout& layout = report.layout;
+    for (std::size_t t = 0; t < tasks.size(); ++t) {
+        if (!blocks[t].has_negative) continue;
+        const PanelSummary& panel = report.panels[tasks[t].panel_slot];
+        const std::size_t offset = detail::panel_offset(layout, panel.batch, panel.head) + blocks[t].negative_offset;
+        throw Error(ErrorKind::Value, subject,
+                    "negative weight " + detail::format_number(blocks[t].negative_value, 6) + " at " +
+                        detail::position_string(report.shape, offset) + " (batch " + std::to_string(panel.batch) +
+                        ", head " + std::to_string(panel.head) + ", query " +
+                        std::to_string(blocks[t].negative_offset / layout.keys) + ", key " +
+                        std::to_string(blocks[t].negative_offset % layout.keys) +
+                        "); attention weights are >= 0 (logits passed as weights?)");
+    }
+}
+
+// Each panel's blocks merged in row order, so the figures do not depend on the threads.
+void finish_panels(InspectReport& report, const std::vector<Task>& tasks, const std::vector<BlockTotals>& blocks) {
+    std::size_t t = 0;
+    for (std::size_t slot = 0; slot < report.panels.size(); ++slot) {
+        BlockTotals running;
+        for (; t < tasks.size() && tasks[t].panel_slot == slot; ++t) merge_into(running, blocks[t]);
+        finish_panel(report.panels[slot], running);
+    }
+}
+
 }  // namespace
 
 InspectReport inspect_weights(const Tensor& weights, const InspectOptions& options, const std::string& subject) {
@@ -232,61 +288,17 @@ InspectReport inspect_weights(const Tensor& weights, const InspectOptions& optio
     if (options.head) detail::check_index(*options.head, layout.heads, Arg::Head, "heads");
     if (options.query) detail::check_index(*options.query, layout.queries, Arg::QueryIndex, "queries");
 
-    for (std::size_t b = 0; b < layout.batches; ++b) {
-        if (options.batch && *options.batch != b) continue;
-        for (std::size_t h = 0; h < layout.heads; ++h) {
-            if (options.head && *options.head != h) continue;
-            PanelSummary panel;
-            panel.batch = b;
-            panel.head = h;
-            panel.rows = layout.queries;
-            panel.keys = layout.keys;
-            if (options.top_k > 0 && layout.keys > 0) panel.top_k.resize(options.query ? 1 : layout.queries);
-            report.panels.push_back(std::move(panel));
-        }
-    }
-
-    std::vector<Task> tasks;
-    for (std::size_t slot = 0; slot < report.panels.size(); ++slot) {
-        for (std::size_t first = 0; first < layout.queries; first += kRowsPerTask) {
-            tasks.push_back({slot, first, std::min(first + kRowsPerTask, layout.queries)});
-        }
-    }
+    report.panels = chosen_panels(layout, options);
+    const std::vector<Task> tasks = row_blocks(report.panels.size(), layout.queries);
     std::vector<BlockTotals> blocks(tasks.size());
-    const std::size_t panel_size = layout.queries * layout.keys;
-
-    detail::with_weight_values(weights, [&](const auto* values) {
-        const auto task_count = static_cast<std::ptrdiff_t>(tasks.size());
-#pragma omp parallel for schedule(dynamic, 4)
-        for (std::ptrdiff_t t = 0; t < task_count; ++t) {
-            const Task& task = tasks[static_cast<std::size_t>(t)];
-            PanelSummary& panel = report.panels[task.panel_slot];
-            const std::size_t panel_index = panel.batch * layout.heads + panel.head;
-            scan_block(values + panel_index * panel_size, layout, task, options, &panel.top_k,
-                       blocks[static_cast<std::size_t>(t)]);
-        }
+    detail::parallel_over_weights(weights, tasks.size(), 4, [&](std::size_t t, const auto* values) {
+        const Task& task = tasks[t];
+        PanelSummary& panel = report.panels[task.panel_slot];
+        scan_block(values + detail::panel_offset(layout, panel.batch, panel.head), layout, task, options, &panel.top_k,
+                   blocks[t]);
     });
-
-    // Tasks are in memory order, so the first one with a negative weight holds the first.
-    for (std::size_t t = 0; t < tasks.size(); ++t) {
-        if (!blocks[t].has_negative) continue;
-        const PanelSummary& panel = report.panels[tasks[t].panel_slot];
-        const std::size_t offset = (panel.batch * layout.heads + panel.head) * panel_size + blocks[t].negative_offset;
-        throw Error(ErrorKind::Value, subject,
-                    "negative weight " + detail::format_number(blocks[t].negative_value, 6) + " at " +
-                        detail::position_string(report.shape, offset) + " (batch " + std::to_string(panel.batch) +
-                        ", head " + std::to_string(panel.head) + ", query " +
-                        std::to_string(blocks[t].negative_offset / layout.keys) + ", key " +
-                        std::to_string(blocks[t].negative_offset % layout.keys) +
-                        "); attention weights are >= 0 (logits passed as weights?)");
-    }
-
-    std::size_t t = 0;
-    for (std::size_t slot = 0; slot < report.panels.size(); ++slot) {
-        BlockTotals running;
-        for (; t < tasks.size() && tasks[t].panel_slot == slot; ++t) merge_into(running, blocks[t]);
-        finish_panel(report.panels[slot], running);
-    }
+    throw_first_negative(report, tasks, blocks, subject);
+    finish_panels(report, tasks, blocks);
     add_warnings(report, options, subject);
     return report;
 }
@@ -328,81 +340,95 @@ void append_json_key(std::string& out, const char* separator, const char* name) 
     out += "\": ";
 }
 
-}  // namespace
+// `"name": value` for each member, the first after `separator` ("{" to open an object),
+// the others after ", ".
+template <class T, class F>
+void append_json_members(std::string& out, const char* separator,
+                         std::initializer_list<std::pair<const char*, T>> members, F&& append_value) {
+    for (const auto& [name, value] : members) {
+        append_json_key(out, separator, name);
+        append_value(out, value);
+        separator = ", ";
+    }
+}
 
-void encode_inspect_json(const InspectReport& report, io::ByteSink& sink) {
-    std::string out;
+// An array of objects, each on a line of its own after `indent`; append_object writes one
+// from its "{" to its "}".
+template <class T, class F>
+void append_json_object_lines(std::string& out, const std::vector<T>& items, const char* indent, F&& append_object) {
+    out += '[';
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        out += i > 0 ? ",\n" : "\n";
+        out += indent;
+        append_object(out, items[i]);
+    }
+    out += ']';
+}
+
+// Everything before the panels: the tensor and how it splits into panels.
+void append_report_header(std::string& out, const InspectReport& report) {
     append_json_key(out, "{", "shape");
     append_json_array(out, report.shape, append_json_count);
     append_json_key(out, ", ", "dtype");
     append_json_string(out, std::string(dtype_name(report.dtype)));
     append_json_key(out, ", ", "layout");
-    append_json_key(out, "{", "batches");
-    append_json_count(out, report.layout.batches);
-    append_json_key(out, ", ", "heads");
-    append_json_count(out, report.layout.heads);
-    append_json_key(out, ", ", "queries");
-    append_json_count(out, report.layout.queries);
-    append_json_key(out, ", ", "keys");
-    append_json_count(out, report.layout.keys);
+    append_json_members<std::size_t>(out, "{",
+                                     {{"batches", report.layout.batches},
+                                      {"heads", report.layout.heads},
+                                      {"queries", report.layout.queries},
+                                      {"keys", report.layout.keys}},
+                                     append_json_count);
     append_json_key(out, "},\n ", "panels");
-    out += '[';
-    for (std::size_t p = 0; p < report.panels.size(); ++p) {
-        const PanelSummary& panel = report.panels[p];
-        append_json_key(out, p > 0 ? ",\n  {" : "\n  {", "batch");
-        append_json_count(out, panel.batch);
-        const std::pair<const char*, std::size_t> counts[] = {
-            {"head", panel.head}, {"rows", panel.rows}, {"keys", panel.keys}};
-        for (const auto& [name, value] : counts) {
-            append_json_key(out, ", ", name);
-            append_json_count(out, value);
-        }
-        append_json_key(out, ", ", "row_sum_error");
-        append_json_number(out, panel.row_sum_error);
-        const std::pair<const char*, std::size_t> row_counts[] = {{"worst_query", panel.worst_query},
-                                                                  {"unnormalised_rows", panel.unnormalised_rows},
-                                                                  {"zero_rows", panel.zero_rows}};
-        for (const auto& [name, value] : row_counts) {
-            append_json_key(out, ", ", name);
-            append_json_count(out, value);
-        }
-        append_json_key(out, ", ", "entropy_bits");
-        const std::pair<const char*, double> entropy[] = {{"mean", panel.entropy_bits.mean},
-                                                          {"min", panel.entropy_bits.min},
-                                                          {"max", panel.entropy_bits.max},
-                                                          {"uniform", panel.entropy_bits.uniform}};
-        const char* separator = "{";
-        for (const auto& [name, value] : entropy) {
-            append_json_key(out, separator, name);
-            append_json_number(out, value);
-            separator = ", ";
-        }
-        append_json_key(out, "}, ", "max_weight");
-        append_json_number(out, panel.max_weight);
-        append_json_key(out, ", ", "near_zero_share");
-        append_json_number(out, panel.near_zero_share);
-        append_json_key(out, ", ", "nan");
-        append_json_count(out, panel.nan);
-        append_json_key(out, ", ", "inf");
-        append_json_count(out, panel.inf);
-        append_json_key(out, ", ", "top_k");
-        out += '[';
-        for (std::size_t i = 0; i < panel.top_k.size(); ++i) {
-            const TopKeys& entry = panel.top_k[i];
-            append_json_key(out, i > 0 ? ",\n    {" : "\n    {", "query");
-            append_json_count(out, entry.query);
-            append_json_key(out, ", ", "keys");
-            append_json_array(out, entry.keys, append_json_count);
-            append_json_key(out, ", ", "weights");
-            append_json_array(out, entry.weights, append_json_number);
-            out += '}';
-        }
-        out += "]}";
+}
+
+void append_top_keys(std::string& out, const TopKeys& entry) {
+    append_json_key(out, "{", "query");
+    append_json_count(out, entry.query);
+    append_json_key(out, ", ", "keys");
+    append_json_array(out, entry.keys, append_json_count);
+    append_json_key(out, ", ", "weights");
+    append_json_array(out, entry.weights, append_json_number);
+    out += '}';
+}
+
+void append_panel(std::string& out, const PanelSummary& panel) {
+    append_json_members<std::size_t>(
+        out, "{", {{"batch", panel.batch}, {"head", panel.head}, {"rows", panel.rows}, {"keys", panel.keys}},
+        append_json_count);
+    append_json_key(out, ", ", "row_sum_error");
+    append_json_number(out, panel.row_sum_error);
+    append_json_members<std::size_t>(out, ", ",
+                                     {{"worst_query", panel.worst_query},
+                                      {"unnormalised_rows", panel.unnormalised_rows},
+                                      {"zero_rows", panel.zero_rows}},
+                                     append_json_count);
+    append_json_key(out, ", ", "entropy_bits");
+    append_json_members<double>(out, "{",
+                                {{"mean", panel.entropy_bits.mean},
+                                 {"min", panel.entropy_bits.min},
+                                 {"max", panel.entropy_bits.max},
+                                 {"uniform", panel.entropy_bits.uniform}},
+                                append_json_number);
+    append_json_members<double>(
+        out, "}, ", {{"max_weight", panel.max_weight}, {"near_zero_share", panel.near_zero_share}}, append_json_number);
+    append_json_members<std::size_t>(out, ", ", {{"nan", panel.nan}, {"inf", panel.inf}}, append_json_count);
+    append_json_key(out, ", ", "top_k");
+    append_json_object_lines(out, panel.top_k, "    ", append_top_keys);
+    out += '}';
+}
+
+}  // namespace
+
+void encode_inspect_json(const InspectReport& report, io::ByteSink& sink) {
+    std::string out;
+    append_report_header(out, report);
+    append_json_object_lines(out, report.panels, "  ", [&](std::string& text, const PanelSummary& panel) {
+        append_panel(text, panel);
         // Flushed per panel: a 2x8x2048 report with top-k is megabytes of text.
-        sink.write(out);
-        out.clear();
-    }
-    append_json_key(out, "],\n ", "warnings");
+        sink.write(text);
+        text.clear();
+    });
+    append_json_key(out, ",\n ", "warnings");
     append_json_array(out, report.warnings, append_json_string);
     out += "}\n";
     sink.write(out);

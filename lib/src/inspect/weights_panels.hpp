@@ -1,6 +1,6 @@
 // Internal: what the inspect summaries and the heatmap renderers share - raw access to
-// a weights tensor's values, the range checks of the batch, head and query indices, and positions
-// spelled as in error messages.
+// a weights tensor's values and a parallel loop over them, where a panel starts, the range
+// checks of the batch, head and query indices, and positions spelled as in error messages.
 #pragma once
 
 #include <cstddef>
@@ -20,6 +20,23 @@ decltype(auto) with_weight_values(const Tensor& weights, F&& f) {
     if (weights.holds<double>()) return f(weights.values<double>().data());
     const ValuesAs<double> converted(weights);
     return f(converted.data());
+}
+
+// Runs body(i, values) for every i in [0, count) on OpenMP threads, `chunk` indices at a
+// time, `values` as with_weight_values gives them. body must not throw: an exception
+// cannot leave an OpenMP loop.
+template <class F>
+void parallel_over_weights(const Tensor& weights, std::size_t count, int chunk, F&& body) {
+    with_weight_values(weights, [&](const auto* values) {
+        const auto n = static_cast<std::ptrdiff_t>(count);
+#pragma omp parallel for schedule(dynamic, chunk)
+        for (std::ptrdiff_t i = 0; i < n; ++i) body(static_cast<std::size_t>(i), values);
+    });
+}
+
+// Where panel (batch, head) starts among the row-major values.
+inline std::size_t panel_offset(const WeightsLayout& layout, std::size_t batch, std::size_t head) {
+    return (batch * layout.heads + head) * layout.queries * layout.keys;
 }
 
 // Throws ErrorKind::Usage naming `arg` unless index < count; `what` is the plural noun.

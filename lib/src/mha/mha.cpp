@@ -11,8 +11,8 @@
 #include <xtensor/xreducer.hpp>
 #include <xtensor/xview.hpp>
 
-#include "attn/random.hpp"
 #include "attention/problem.hpp"
+#include "attn/random.hpp"
 #include "mha/blas.hpp"
 
 namespace attn {
@@ -38,7 +38,8 @@ Tensor concat_rows(const std::vector<const Tensor*>& parts) {
 
 void expect_shape(const Tensor& t, const Shape& shape, const std::string& subject) {
     if (t.shape() != shape) {
-        throw Error(ErrorKind::Shape, subject, "expected shape " + shape_to_string(shape) + ", found " + shape_to_string(t.shape()));
+        throw Error(ErrorKind::Shape, subject,
+                    "expected shape " + shape_to_string(shape) + ", found " + shape_to_string(t.shape()));
     }
 }
 
@@ -86,7 +87,8 @@ MhaWeights mha_weights_from_state_dict(const io::NamedTensors& tensors, const st
     if (const Tensor* packed = dict.find("in_proj_weight")) {
         const Shape s = packed->shape();
         if (s.size() != 2 || s[0] != 3 * s[1]) {
-            throw Error(ErrorKind::Shape, dict.subject("in_proj_weight"), "expected shape (3E, E), found " + shape_to_string(s));
+            throw Error(ErrorKind::Shape, dict.subject("in_proj_weight"),
+                        "expected shape (3E, E), found " + shape_to_string(s));
         }
         const std::size_t e = s[1];
         w.q_weight = take_rows(*packed, 0, e);
@@ -121,14 +123,15 @@ MhaWeights mha_weights_from_state_dict(const io::NamedTensors& tensors, const st
                                                               {&w.out_weight, std::string(out_name) + ".weight"}};
     for (const auto& [t, name] : matrices) {
         if (t->rank() != 2)
-            throw Error(ErrorKind::Shape, source + ": " + name, "expected a matrix, found shape " + shape_to_string(t->shape()));
+            throw Error(ErrorKind::Shape, source + ": " + name,
+                        "expected a matrix, found shape " + shape_to_string(t->shape()));
     }
     const std::size_t e = w.q_weight.shape()[0];
     const std::size_t ekv = w.k_weight.shape()[0];
     expect_shape(w.q_weight, {e, e}, source + ": query projection weight");
     if (w.v_weight.shape()[0] != ekv) {
-        throw Error(ErrorKind::Shape, 
-            source + ": value projection weight",
+        throw Error(
+            ErrorKind::Shape, source + ": value projection weight",
             "expected " + std::to_string(ekv) + " rows like the key's, found " + shape_to_string(w.v_weight.shape()));
     }
     expect_shape(w.out_weight, {e, e}, dict.subject(std::string(out_name) + ".weight"));
@@ -307,173 +310,313 @@ Tensor combine(const Tensor& a, const Tensor& b, bool true_hides) {
     return Tensor(xt::xarray<double>(additive(a) + additive(b)));
 }
 
-template <class T>
-MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& w,
-                  const MhaOptions& options, bool want_weights, bool want_logits) {
-    const std::size_t e = w.embed_dim();
-    const std::size_t heads = options.heads;
-    const std::size_t kv_heads = options.kv_heads == 0 ? heads : options.kv_heads;
-    if (heads == 0 || e % heads != 0) {
+// The sizes of one call, checked against the layer's weights.
+struct MhaDims {
+    bool unbatched = false;           // (L, E) input: N = 1, dropped again from every result
+    std::size_t n = 0, l = 0, s = 0;  // batch, queries, keys (before any are appended)
+    std::size_t e = 0, heads = 0, kv_heads = 0, hd = 0, ekv = 0;
+    Shape output_shape() const { return unbatched ? Shape{l, e} : Shape{n, l, e}; }
+};
+
+// E, H, the kv heads and the K/V projections' width must fit together.
+MhaDims check_heads(const MhaWeights& w, const MhaOptions& options) {
+    MhaDims d;
+    d.e = w.embed_dim();
+    d.heads = options.heads;
+    d.kv_heads = options.kv_heads == 0 ? d.heads : options.kv_heads;
+    if (d.heads == 0 || d.e % d.heads != 0) {
         throw Error(ErrorKind::Usage, Arg::Heads,
-                    "embed dim " + std::to_string(e) + " must divide by " + std::to_string(heads) + " heads");
+                    "embed dim " + std::to_string(d.e) + " must divide by " + std::to_string(d.heads) + " heads");
     }
-    if (heads % kv_heads != 0) {
+    if (d.heads % d.kv_heads != 0) {
         throw Error(ErrorKind::Usage, Arg::KvHeads,
-                    std::to_string(kv_heads) + " must divide " + std::to_string(heads) + " heads");
+                    std::to_string(d.kv_heads) + " must divide " + std::to_string(d.heads) + " heads");
     }
-    const std::size_t hd = e / heads;
-    const std::size_t ekv = kv_heads * hd;
-    if (w.k_weight.shape()[0] != ekv) {
+    d.hd = d.e / d.heads;
+    d.ekv = d.kv_heads * d.hd;
+    if (w.k_weight.shape()[0] != d.ekv) {
         // Unset, kv_heads is the head count: that is what to change when the weights are GQA.
         throw Error(ErrorKind::Shape, options.kv_heads == 0 ? Subject(Arg::KvHeads) : Subject(Arg::LayerWeights),
                     "key/value projections have " + std::to_string(w.k_weight.shape()[0]) + " outputs; " +
-                        std::to_string(kv_heads) + " kv heads of " + std::to_string(hd) + " need " +
-                        std::to_string(ekv) + (options.kv_heads == 0 ? " (kv heads default to the heads)" : ""));
+                        std::to_string(d.kv_heads) + " kv heads of " + std::to_string(d.hd) + " need " +
+                        std::to_string(d.ekv) + (options.kv_heads == 0 ? " (kv heads default to the heads)" : ""));
     }
-    const bool unbatched = query.rank() == 2;
+    return d;
+}
+
+// Q, K and V must be (N, L, E), (N, S, kdim), (N, S, vdim), or all unbatched.
+void check_inputs(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& w, MhaDims& d) {
+    d.unbatched = query.rank() == 2;
     const Shape qs = query.shape(), ks = key.shape(), vs = value.shape();
     for (auto [shape, name, dim] :
-         {std::tuple{&qs, Arg::Query, e}, {&ks, Arg::Key, w.kdim()}, {&vs, Arg::Value, w.vdim()}}) {
-        if (shape->size() != (unbatched ? 2u : 3u) || shape->back() != dim) {
-            throw Error(ErrorKind::Shape, name, std::string("expected ") + (unbatched ? "(L, " : "(N, L, ") + std::to_string(dim) +
-                                  ") like the query and the weights, found " + shape_to_string(*shape));
+         {std::tuple{&qs, Arg::Query, d.e}, {&ks, Arg::Key, w.kdim()}, {&vs, Arg::Value, w.vdim()}}) {
+        if (shape->size() != (d.unbatched ? 2u : 3u) || shape->back() != dim) {
+            throw Error(ErrorKind::Shape, name,
+                        std::string("expected ") + (d.unbatched ? "(L, " : "(N, L, ") + std::to_string(dim) +
+                            ") like the query and the weights, found " + shape_to_string(*shape));
         }
     }
-    const std::size_t n = unbatched ? 1 : qs[0];
-    const std::size_t l = qs[qs.size() - 2];
-    const std::size_t s = ks[ks.size() - 2];
-    if ((!unbatched && (ks[0] != n || vs[0] != n)) || vs[vs.size() - 2] != s) {
-        throw Error(ErrorKind::Shape, Arg::KeyValue, "batch and length must agree: query " + shape_to_string(qs) + ", key " +
-                                 shape_to_string(ks) + ", value " + shape_to_string(vs));
+    d.n = d.unbatched ? 1 : qs[0];
+    d.l = qs[qs.size() - 2];
+    d.s = ks[ks.size() - 2];
+    if ((!d.unbatched && (ks[0] != d.n || vs[0] != d.n)) || vs[vs.size() - 2] != d.s) {
+        throw Error(ErrorKind::Shape, Arg::KeyValue,
+                    "batch and length must agree: query " + shape_to_string(qs) + ", key " + shape_to_string(ks) +
+                        ", value " + shape_to_string(vs));
     }
+}
 
-    const detail::BlasThreads blas_threads(options.attention.threads);
-    const ValuesAs<T> q_in(query), k_in(key), v_in(value);
-    xt::xarray<T> qp = linear<T>(q_in.data(), n * l, e, w.q_weight, w.q_bias);
-    xt::xarray<T> kp = linear<T>(k_in.data(), n * s, w.kdim(), w.k_weight, w.k_bias);
-    xt::xarray<T> vp = linear<T>(v_in.data(), n * s, w.vdim(), w.v_weight, w.v_bias);
-    kp.reshape({n, s, ekv});
-    vp.reshape({n, s, ekv});
+// Q projected (N·L, E); K and V projected (N, S + extra, Ekv), with bias_k/bias_v and
+// the zero key of add_zero_attn appended after the S real keys.
+template <class T>
+struct Projected {
+    xt::xarray<T> q, k, v;
     std::size_t extra = 0;  // key columns appended after the S real ones
+};
+
+template <class T>
+void append_key(Projected<T>& p, const xt::xarray<T>& key, const xt::xarray<T>& value) {
+    p.k = xt::concatenate(xt::xtuple(p.k, key), 1);
+    p.v = xt::concatenate(xt::xtuple(p.v, value), 1);
+    ++p.extra;
+}
+
+template <class T>
+Projected<T> project_inputs(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& w,
+                            bool add_zero_attn, const MhaDims& d) {
+    const ValuesAs<T> q_in(query), k_in(key), v_in(value);
+    Projected<T> p;
+    p.q = linear<T>(q_in.data(), d.n * d.l, d.e, w.q_weight, w.q_bias);
+    p.k = linear<T>(k_in.data(), d.n * d.s, w.kdim(), w.k_weight, w.k_bias);
+    p.v = linear<T>(v_in.data(), d.n * d.s, w.vdim(), w.v_weight, w.v_bias);
+    p.k.reshape({d.n, d.s, d.ekv});
+    p.v.reshape({d.n, d.s, d.ekv});
+    const std::vector<std::size_t> one_key{d.n, std::size_t(1), d.ekv};
     if (w.bias_k) {
-        const xt::xarray<T> bk = xt::broadcast(w.bias_k->cast<T>(), {n, std::size_t(1), ekv});
-        const xt::xarray<T> bv = xt::broadcast(w.bias_v->cast<T>(), {n, std::size_t(1), ekv});
-        kp = xt::concatenate(xt::xtuple(kp, bk), 1);
-        vp = xt::concatenate(xt::xtuple(vp, bv), 1);
-        ++extra;
+        append_key<T>(p, xt::broadcast(w.bias_k->cast<T>(), one_key), xt::broadcast(w.bias_v->cast<T>(), one_key));
     }
-    if (options.add_zero_attn) {
-        const xt::xarray<T> zeros = xt::zeros<T>({n, std::size_t(1), ekv});
-        kp = xt::concatenate(xt::xtuple(kp, zeros), 1);
-        vp = xt::concatenate(xt::xtuple(vp, zeros), 1);
-        ++extra;
+    if (add_zero_attn) {
+        const xt::xarray<T> zeros = xt::zeros<T>(one_key);
+        append_key(p, zeros, zeros);
     }
-    const std::size_t s_all = s + extra;
-    // (N, len, heads·hd) -> (N, heads, len, hd)
-    auto split_heads = [&](const xt::xarray<T>& x, std::size_t len, std::size_t h) {
-        return Tensor(xt::xarray<T>(xt::transpose(xt::reshape_view(x, {n, len, h, hd}), {0, 2, 1, 3})));
+    return p;
+}
+
+// (N, len, h·hd) -> (N, h, len, hd)
+template <class T>
+Tensor split_heads(const xt::xarray<T>& x, const MhaDims& d, std::size_t len, std::size_t h) {
+    return Tensor(xt::xarray<T>(xt::transpose(xt::reshape_view(x, {d.n, len, h, d.hd}), {0, 2, 1, 3})));
+}
+
+// The same elements in a new shape.
+Tensor reshaped(const Tensor& t, const Shape& shape) {
+    return t.visit([&](const auto& a) {
+        using M = typename std::decay_t<decltype(a)>::value_type;
+        return Tensor(xt::xarray<M>(xt::reshape_view(a, shape)));
+    });
+}
+
+// PyTorch's attn_mask shapes in the kernel's terms: (N·H, L, S), or (H, L, S) for
+// unbatched input, becomes (N, H, L, S); other shapes broadcast as they are.
+Tensor head_mask(const Tensor& given, const MhaDims& d) {
+    Tensor mask = given;
+    const Shape ms = mask.shape();
+    if (ms.size() == 3 && ms[0] == d.n * d.heads && d.n * d.heads != 1) {  // PyTorch's (N·H, L, S)
+        mask = reshaped(mask, {d.n, d.heads, ms[1], ms[2]});
+    }
+    if (d.unbatched && mask.rank() == 3 && mask.shape()[0] == d.heads) {
+        mask = reshaped(mask, {std::size_t(1), d.heads, ms[1], ms[2]});
+    }
+    if (mask.rank() >= 1 && mask.shape().back() != d.s) {
+        throw Error(ErrorKind::Shape, Arg::Mask,
+                    "last dim must be S = " + std::to_string(d.s) + ", found shape " + shape_to_string(ms));
+    }
+    return mask;
+}
+
+// The key padding mask must be (N, S), or (S) for unbatched input; it becomes (N, S).
+Tensor batched_key_padding(const Tensor& padding, const MhaDims& d) {
+    const Shape ps = padding.shape();
+    const Shape want = d.unbatched ? Shape{d.s} : Shape{d.n, d.s};
+    if (ps != want)
+        throw Error(ErrorKind::Shape, Arg::KeyPaddingMask,
+                    "expected shape " + shape_to_string(want) + ", found " + shape_to_string(ps));
+    return d.unbatched ? reshaped(padding, {std::size_t(1), d.s}) : padding;
+}
+
+// Key lengths as a bool key padding mask (N, S), true past each length.
+Tensor lengths_as_padding(const std::vector<std::size_t>& lengths, const MhaDims& d) {
+    if (lengths.size() != 1 && lengths.size() != d.n) {
+        throw Error(ErrorKind::Shape, Arg::KeyLengths,
+                    "expected 1 or " + std::to_string(d.n) + " values, found " + std::to_string(lengths.size()));
+    }
+    xt::xarray<bool> padding = xt::xarray<bool>::from_shape({d.n, d.s});
+    for (std::size_t b = 0; b < d.n; ++b) {
+        const std::size_t len = lengths.size() == 1 ? lengths[0] : lengths[b];
+        if (len > d.s)
+            throw Error(ErrorKind::Value, Arg::KeyLengths,
+                        "length " + std::to_string(len) + " exceeds S = " + std::to_string(d.s));
+        for (std::size_t j = 0; j < d.s; ++j) padding(b, j) = j >= len;
+    }
+    return Tensor(std::move(padding));
+}
+
+// The causal rule as a bool mask (L, S), true where a query may attend.
+Tensor causal_as_mask(Causal causal, const MhaDims& d) {
+    xt::xarray<bool> allowed = xt::xarray<bool>::from_shape({d.l, d.s});
+    for (std::size_t i = 0; i < d.l; ++i) {
+        for (std::size_t j = 0; j < d.s; ++j) allowed(i, j) = causal == Causal::TopLeft ? j <= i : j + d.l <= i + d.s;
+    }
+    return Tensor(std::move(allowed));
+}
+
+// The appended keys are always visible (PyTorch pads attn_mask and key_padding_mask with
+// zero columns). The kernel's rules are prefixes of the keys and would hide them, and it
+// has no way to exempt trailing keys, so here the causal rule and key lengths become
+// explicit masks over the S real keys, and the kernel computes the keys they hide.
+void keep_appended_keys_visible(AttentionOptions& a, const MhaDims& d, std::size_t extra) {
+    if (!a.key_lengths.empty()) {
+        const Tensor lengths_mask = lengths_as_padding(a.key_lengths, d);
+        a.key_padding_mask = a.key_padding_mask ? combine(*a.key_padding_mask, lengths_mask, true) : lengths_mask;
+        a.key_lengths.clear();
+    }
+    if (a.causal != Causal::None) {
+        const Tensor causal_mask = causal_as_mask(a.causal, d);
+        a.mask = a.mask ? combine(*a.mask, causal_mask, false) : causal_mask;
+        a.causal = Causal::None;
+    }
+    if (a.mask) a.mask = pad_columns(*a.mask, extra, false);
+    if (a.key_padding_mask) a.key_padding_mask = pad_columns(*a.key_padding_mask, extra, true);
+}
+
+// The kernel's options for the heads: masks in (N, H, L, S) terms, the compute dtype.
+AttentionOptions head_options(const AttentionOptions& given, const MhaDims& d, std::size_t extra, DType dtype) {
+    AttentionOptions a = given;
+    if (a.mask) a.mask = head_mask(*a.mask, d);
+    if (a.key_padding_mask) a.key_padding_mask = batched_key_padding(*a.key_padding_mask, d);
+    if (extra > 0) keep_appended_keys_visible(a, d, extra);
+    a.precision = dtype == DType::Float64 ? Precision::Float64 : Precision::Float32;
+    return a;
+}
+
+// A sink that passes every row on, unchanged, to another (rows_to()).
+class RowsPassedOn : public ScoreSink {
+public:
+    void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const float* values) final {
+        rows_to().write_rows(matrix, row_begin, row_count, values);
+    }
+    void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const double* values) final {
+        rows_to().write_rows(matrix, row_begin, row_count, values);
+    }
+
+protected:
+    virtual ScoreSink& rows_to() = 0;
+};
+
+// Passes the kernel's (1, H, L, S) scores of unbatched input on as (H, L, S). The flat
+// matrix index over (1, H) is the one over (H), so rows go through unchanged.
+class UnbatchedSink final : public RowsPassedOn {
+public:
+    explicit UnbatchedSink(ScoreSink& target) : target_(target) {}
+    void begin(DType dtype, const Shape& shape) override { target_.begin(dtype, without_batch(shape)); }
+    void cancel() noexcept override { target_.cancel(); }
+    std::size_t bytes_to_hold(DType dtype, const Shape& shape) const override {
+        return target_.bytes_to_hold(dtype, without_batch(shape));
+    }
+
+private:
+    ScoreSink& rows_to() override { return target_; }
+    static Shape without_batch(const Shape& shape) { return Shape(shape.begin() + 1, shape.end()); }
+    ScoreSink& target_;
+};
+
+// Collects the per-head weights (N, H, L, S) and, once every head is done (finish()),
+// hands their mean over the heads to the target: (N, L, S), or (L, S) for unbatched
+// input, one whole matrix per batch index. The mean needs all heads of a row, which the
+// kernel computes in different tasks, so the per-head weights are held whole.
+class HeadAverageSink final : public RowsPassedOn {
+public:
+    HeadAverageSink(ScoreSink& target, bool unbatched) : target_(target), unbatched_(unbatched) {}
+    void begin(DType dtype, const Shape& shape) override {
+        heads_.begin(dtype, shape);
+        target_.begin(dtype, averaged(shape));  // before the kernel: a file refused now costs no work
+    }
+    void cancel() noexcept override { target_.cancel(); }
+    std::size_t bytes_to_hold(DType dtype, const Shape& shape) const override {
+        const std::size_t held = heads_.bytes_to_hold(dtype, shape);
+        const std::size_t passed_on = target_.bytes_to_hold(dtype, averaged(shape));
+        return passed_on > std::numeric_limits<std::size_t>::max() - held ? std::numeric_limits<std::size_t>::max()
+                                                                          : held + passed_on;
+    }
+    void finish() {
+        if (heads_.tensor().dtype() == DType::Float64) {
+            hand_over<double>();
+        } else {
+            hand_over<float>();
+        }
+    }
+
+private:
+    ScoreSink& rows_to() override { return heads_; }
+    Shape averaged(const Shape& shape) const {  // (N, H, L, S) -> (N, L, S) or (L, S)
+        return unbatched_ ? Shape{shape[2], shape[3]} : Shape{shape[0], shape[2], shape[3]};
+    }
+    template <class T>
+    void hand_over() {
+        const xt::xarray<T>& all = heads_.tensor().values<T>();
+        const std::size_t rows = all.shape()[2];
+        for (std::size_t b = 0; b < all.shape()[0]; ++b) {
+            const xt::xarray<T> mean = xt::mean(xt::view(all, b), {0});
+            target_.write_rows(b, 0, rows, mean.data());
+        }
+    }
+
+    TensorScoreSink heads_;
+    ScoreSink& target_;
+    bool unbatched_;
+};
+
+// Runs the kernel once on every head. Weights and logits go to the caller's sinks as the
+// rows come, through the adapters the unbatched shape and the head average need.
+Tensor attend_heads(const Tensor& qh, const Tensor& kh, const Tensor& vh, const AttentionOptions& attention,
+                    const MhaDims& d, bool average_heads, ScoreSink* weights, ScoreSink* logits) {
+    std::optional<HeadAverageSink> average;
+    std::optional<UnbatchedSink> unbatched_weights, unbatched_logits;
+    auto adapt = [&](ScoreSink* sink, std::optional<UnbatchedSink>& unbatched) -> ScoreSink* {
+        if (!sink || !d.unbatched) return sink;
+        return &unbatched.emplace(*sink);
     };
-    const Tensor qh = split_heads(qp, l, heads);
-    const Tensor kh = split_heads(kp, s_all, kv_heads);
-    const Tensor vh = split_heads(vp, s_all, kv_heads);
+    ScoreSink* to_weights =
+        weights && average_heads ? &average.emplace(*weights, d.unbatched) : adapt(weights, unbatched_weights);
+    ScoreSink* to_logits = adapt(logits, unbatched_logits);
+    Tensor out = scaled_dot_product_attention(qh, kh, vh, attention, to_weights, to_logits);
+    if (average) average->finish();
+    return out;
+}
 
-    AttentionOptions attention = options.attention;
-    if (attention.mask) {
-        Tensor mask = *attention.mask;
-        const Shape ms = mask.shape();
-        if (ms.size() == 3 && ms[0] == n * heads && n * heads != 1) {  // PyTorch's (N·H, L, S)
-            mask = mask.visit([&](const auto& a) {
-                using M = typename std::decay_t<decltype(a)>::value_type;
-                return Tensor(xt::xarray<M>(xt::reshape_view(a, {n, heads, ms[1], ms[2]})));
-            });
-        }
-        if (unbatched && mask.rank() == 3 && mask.shape()[0] == heads) {
-            mask = mask.visit([&](const auto& a) {
-                using M = typename std::decay_t<decltype(a)>::value_type;
-                return Tensor(xt::xarray<M>(xt::reshape_view(a, {std::size_t(1), heads, ms[1], ms[2]})));
-            });
-        }
-        if (mask.rank() >= 1 && mask.shape().back() != s) {
-            throw Error(ErrorKind::Shape, Arg::Mask, "last dim must be S = " + std::to_string(s) + ", found shape " + shape_to_string(ms));
-        }
-        attention.mask = std::move(mask);
-    }
-    if (attention.key_padding_mask) {
-        const Shape ps = attention.key_padding_mask->shape();
-        const Shape want = unbatched ? Shape{s} : Shape{n, s};
-        if (ps != want)
-            throw Error(ErrorKind::Shape, Arg::KeyPaddingMask,
-                        "expected shape " + shape_to_string(want) + ", found " + shape_to_string(ps));
-        if (unbatched)
-            attention.key_padding_mask = attention.key_padding_mask->visit([&](const auto& a) {
-                using M = typename std::decay_t<decltype(a)>::value_type;
-                return Tensor(xt::xarray<M>(xt::reshape_view(a, {std::size_t(1), s})));
-            });
-    }
-    if (extra > 0) {
-        // The appended keys are always visible (PyTorch pads attn_mask and
-        // key_padding_mask with zero columns), so prefix rules that would hide them, the
-        // causal rule and key lengths, become explicit masks over the S real keys first.
-        if (!attention.key_lengths.empty()) {
-            if (attention.key_lengths.size() != 1 && attention.key_lengths.size() != n) {
-                throw Error(ErrorKind::Shape, Arg::KeyLengths, "expected 1 or " + std::to_string(n) + " values, found " +
-                                                 std::to_string(attention.key_lengths.size()));
-            }
-            xt::xarray<bool> padding = xt::xarray<bool>::from_shape({n, s});
-            for (std::size_t b = 0; b < n; ++b) {
-                const std::size_t len =
-                    attention.key_lengths.size() == 1 ? attention.key_lengths[0] : attention.key_lengths[b];
-                if (len > s)
-                    throw Error(ErrorKind::Value, Arg::KeyLengths,
-                                "length " + std::to_string(len) + " exceeds S = " + std::to_string(s));
-                for (std::size_t j = 0; j < s; ++j) padding(b, j) = j >= len;
-            }
-            const Tensor lengths_mask(std::move(padding));
-            attention.key_padding_mask =
-                attention.key_padding_mask ? combine(*attention.key_padding_mask, lengths_mask, true) : lengths_mask;
-            attention.key_lengths.clear();
-        }
-        if (attention.causal != Causal::None) {
-            xt::xarray<bool> allowed = xt::xarray<bool>::from_shape({l, s});
-            for (std::size_t i = 0; i < l; ++i) {
-                for (std::size_t j = 0; j < s; ++j) {
-                    allowed(i, j) = attention.causal == Causal::TopLeft ? j <= i : j + l <= i + s;
-                }
-            }
-            const Tensor causal_mask(std::move(allowed));
-            attention.mask = attention.mask ? combine(*attention.mask, causal_mask, false) : causal_mask;
-            attention.causal = Causal::None;
-        }
-        if (attention.mask) attention.mask = pad_columns(*attention.mask, extra, false);
-        if (attention.key_padding_mask)
-            attention.key_padding_mask = pad_columns(*attention.key_padding_mask, extra, true);
-    }
-
-    attention.precision = dtype_of<T>::value == DType::Float64 ? Precision::Float64 : Precision::Float32;
-    std::optional<TensorScoreSink> weight_sink, logit_sink;
-    if (want_weights) weight_sink.emplace();
-    if (want_logits) logit_sink.emplace();
-    const Tensor heads_out = scaled_dot_product_attention(qh, kh, vh, attention, weight_sink ? &*weight_sink : nullptr,
-                                                          logit_sink ? &*logit_sink : nullptr);
-    // (N, H, L, hd) -> (N·L, E), then the output projection.
+// (N, H, L, hd) -> (N·L, E), then the output projection.
+template <class T>
+Tensor merge_heads(const Tensor& heads_out, const MhaWeights& w, const MhaDims& d) {
     const xt::xarray<T> merged = xt::transpose(heads_out.values<T>(), {0, 2, 1, 3});
-    xt::xarray<T> out = linear<T>(merged.data(), n * l, e, w.out_weight, w.out_bias);
-    out.reshape(unbatched ? std::vector<std::size_t>{l, e} : std::vector<std::size_t>{n, l, e});
+    xt::xarray<T> out = linear<T>(merged.data(), d.n * d.l, d.e, w.out_weight, w.out_bias);
+    out.reshape(d.output_shape());
+    return Tensor(std::move(out));
+}
 
-    MhaResult result{Tensor(std::move(out)), std::nullopt, std::nullopt};
-    auto finish_scores = [&](Tensor& scores, bool average) {
-        xt::xarray<T>& a = scores.values<T>();
-        if (average) {
-            xt::xarray<T> mean = xt::mean(a, {1});
-            if (unbatched) mean.reshape({l, s_all});
-            return Tensor(std::move(mean));
-        }
-        if (unbatched) a.reshape({heads, l, s_all});
-        return std::move(scores);
-    };
-    if (weight_sink) result.weights = finish_scores(weight_sink->tensor(), options.average_heads);
-    if (logit_sink) result.logits = finish_scores(logit_sink->tensor(), false);
-    return result;
+template <class T>
+Tensor compute(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& w,
+               const MhaOptions& options, ScoreSink* weights, ScoreSink* logits) {
+    MhaDims d = check_heads(w, options);
+    check_inputs(query, key, value, w, d);
+    const detail::BlasThreads blas_threads(options.attention.threads);
+    const Projected<T> p = project_inputs<T>(query, key, value, w, options.add_zero_attn, d);
+    const std::size_t s_all = d.s + p.extra;
+    const Tensor qh = split_heads(p.q, d, d.l, d.heads);
+    const Tensor kh = split_heads(p.k, d, s_all, d.kv_heads);
+    const Tensor vh = split_heads(p.v, d, s_all, d.kv_heads);
+    const AttentionOptions attention = head_options(options.attention, d, p.extra, dtype_of<T>::value);
+    const Tensor heads_out = attend_heads(qh, kh, vh, attention, d, options.average_heads, weights, logits);
+    return merge_heads<T>(heads_out, w, d);
 }
 
 }  // namespace
@@ -481,11 +624,13 @@ MhaResult compute(const Tensor& query, const Tensor& key, const Tensor& value, c
 Tensor linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, int threads) {
     const Shape xs = x.shape(), ws = weight.shape();
     if (xs.empty() || ws.size() != 2 || ws[1] != xs.back()) {
-        throw Error(ErrorKind::Shape, "linear", "input " + shape_to_string(xs) + " does not fit weight " + shape_to_string(ws) +
-                                  " (expected (…, in) and (out, in))");
+        throw Error(ErrorKind::Shape, "linear",
+                    "input " + shape_to_string(xs) + " does not fit weight " + shape_to_string(ws) +
+                        " (expected (…, in) and (out, in))");
     }
     if (bias && bias->shape() != Shape{ws[0]}) {
-        throw Error(ErrorKind::Shape, "linear", "bias " + shape_to_string(bias->shape()) + " does not fit weight " + shape_to_string(ws));
+        throw Error(ErrorKind::Shape, "linear",
+                    "bias " + shape_to_string(bias->shape()) + " does not fit weight " + shape_to_string(ws));
     }
     const detail::BlasThreads blas_threads(threads);
     Shape ys = xs;
@@ -502,15 +647,16 @@ Tensor linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>
     return run(float{});
 }
 
-MhaResult multi_head_attention(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& weights,
-                               const MhaOptions& options, bool want_weights, bool want_logits) {
+MhaResult multi_head_attention(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& layer,
+                               const MhaOptions& options, ScoreSink* weights, ScoreSink* logits) {
     if (query.rank() != 2 && query.rank() != 3) {
-        throw Error(ErrorKind::Shape, Arg::Query, "expected (N, L, E) or unbatched (L, E), found " + shape_to_string(query.shape()));
+        throw Error(ErrorKind::Shape, Arg::Query,
+                    "expected (N, L, E) or unbatched (L, E), found " + shape_to_string(query.shape()));
     }
     if (detail::compute_dtype(query, key, value, options.attention) == DType::Float64) {
-        return compute<double>(query, key, value, weights, options, want_weights, want_logits);
+        return {compute<double>(query, key, value, layer, options, weights, logits)};
     }
-    return compute<float>(query, key, value, weights, options, want_weights, want_logits);
+    return {compute<float>(query, key, value, layer, options, weights, logits)};
 }
 
 }  // namespace attn

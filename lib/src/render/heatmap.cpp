@@ -1,15 +1,14 @@
 // Pictures of attention weights: the PNG heatmap grid and the terminal rendering.
 // Both average large panels down in blocks (never crop) and colour with viridis, the
 // perceptually uniform map of matplotlib (Smith, van der Walt, Firing; CC0).
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 #include "attn/inspect.hpp"
-#include "render/bitmap_font.hpp"
 #include "inspect/weights_panels.hpp"
+#include "render/bitmap_font.hpp"
 
 namespace attn {
 
@@ -114,15 +113,9 @@ std::vector<CellGrid> average_panels(const Tensor& weights, const WeightsLayout&
                                      const std::vector<std::size_t>& heads, std::size_t row_factor,
                                      std::size_t col_factor) {
     std::vector<CellGrid> grids(heads.size());
-    const std::size_t panel_size = layout.queries * layout.keys;
-    detail::with_weight_values(weights, [&](const auto* values) {
-        const auto count = static_cast<std::ptrdiff_t>(heads.size());
-#pragma omp parallel for schedule(dynamic, 1)
-        for (std::ptrdiff_t i = 0; i < count; ++i) {
-            const std::size_t panel = batch * layout.heads + heads[static_cast<std::size_t>(i)];
-            grids[static_cast<std::size_t>(i)] =
-                average_blocks(values + panel * panel_size, layout.queries, layout.keys, row_factor, col_factor);
-        }
+    detail::parallel_over_weights(weights, heads.size(), 1, [&](std::size_t i, const auto* values) {
+        grids[i] = average_blocks(values + detail::panel_offset(layout, batch, heads[i]), layout.queries, layout.keys,
+                                  row_factor, col_factor);
     });
     return grids;
 }
@@ -167,38 +160,38 @@ void draw_frame(Image& image, std::size_t x, std::size_t y, std::size_t w, std::
 
 std::size_t text_width(const std::string& text) { return text.empty() ? 0 : text.size() * kCharAdvance - kTextScale; }
 
-// Left to right, (x, y) the top-left corner.
-void draw_text(Image& image, std::size_t x, std::size_t y, const std::string& text, std::uint32_t colour = kInk) {
+// Calls ink(i, gx, gy) for every set pixel of the glyphs of `text`: character i, font
+// column gx, font row gy (descenders already dropped).
+template <class F>
+void for_each_glyph_pixel(const std::string& text, F&& ink) {
     for (std::size_t i = 0; i < text.size(); ++i) {
         const std::uint8_t* rows = detail::glyph_rows(text[i]);
         const int drop = detail::glyph_drop(text[i]);
         for (int gy = 0; gy < detail::kGlyphHeight; ++gy) {
             for (int gx = 0; gx < detail::kGlyphWidth; ++gx) {
-                if ((rows[gy] >> (detail::kGlyphWidth - 1 - gx) & 1) == 0) continue;
-                fill_rect(image, x + i * kCharAdvance + static_cast<std::size_t>(gx) * kTextScale,
-                          y + static_cast<std::size_t>(gy + drop) * kTextScale, kTextScale, kTextScale, colour);
+                if ((rows[gy] >> (detail::kGlyphWidth - 1 - gx) & 1) != 0) ink(i, gx, gy + drop);
             }
         }
     }
+}
+
+// Left to right, (x, y) the top-left corner.
+void draw_text(Image& image, std::size_t x, std::size_t y, const std::string& text, std::uint32_t colour = kInk) {
+    for_each_glyph_pixel(text, [&](std::size_t i, int gx, int gy) {
+        fill_rect(image, x + i * kCharAdvance + static_cast<std::size_t>(gx) * kTextScale,
+                  y + static_cast<std::size_t>(gy) * kTextScale, kTextScale, kTextScale, colour);
+    });
 }
 
 // Bottom to top (turned a quarter left, as matplotlib's rotated labels read); (x, bottom)
 // is the bottom-left corner, the text is kCharHeight wide.
 void draw_text_up(Image& image, std::size_t x, std::size_t bottom, const std::string& text,
                   std::uint32_t colour = kInk) {
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        const std::uint8_t* rows = detail::glyph_rows(text[i]);
-        const int drop = detail::glyph_drop(text[i]);
-        for (int gy = 0; gy < detail::kGlyphHeight; ++gy) {
-            for (int gx = 0; gx < detail::kGlyphWidth; ++gx) {
-                if ((rows[gy] >> (detail::kGlyphWidth - 1 - gx) & 1) == 0) continue;
-                const std::size_t up = i * kCharAdvance + static_cast<std::size_t>(gx + 1) * kTextScale;
-                if (up > bottom) continue;
-                fill_rect(image, x + static_cast<std::size_t>(gy + drop) * kTextScale, bottom - up, kTextScale,
-                          kTextScale, colour);
-            }
-        }
-    }
+    for_each_glyph_pixel(text, [&](std::size_t i, int gx, int gy) {
+        const std::size_t up = i * kCharAdvance + static_cast<std::size_t>(gx + 1) * kTextScale;
+        if (up > bottom) return;
+        fill_rect(image, x + static_cast<std::size_t>(gy) * kTextScale, bottom - up, kTextScale, kTextScale, colour);
+    });
 }
 
 // Text as the font can draw it: one '?' per non-ASCII character or control byte, and cut
@@ -213,6 +206,16 @@ std::string drawable_text(const std::string& token, std::size_t max_chars) {
     if (text.size() > max_chars) text = text.substr(0, max_chars - 1) + "~";
     return text;
 }
+
+// ---- layout -------------------------------------------------------------------------
+
+constexpr std::size_t kMargin = 16;                   // around the figure
+constexpr std::size_t kTick = 5;                      // a tick mark's length
+constexpr std::size_t kGap = 4;                       // between a tick and its label, a label and an axis name
+constexpr std::size_t kLabelGap = 8;                  // labels clear of ticks: no minus signs
+constexpr std::size_t kBarWidth = 20;                 // the colour bar's gradient
+constexpr std::size_t kTitleBand = kCharHeight + 10;  // a panel's title, above its cells
+constexpr std::size_t kHeaderHeight = 2 * (kCharHeight + 8) + 8;  // the figure's title and info lines
 
 // The smallest of 1, 2, 5, 10, 20, 50, ... that is at least `minimum`.
 double nice_step(double minimum) {
@@ -254,18 +257,78 @@ Axis make_axis(std::size_t count, std::size_t max_cells) {
     return axis;
 }
 
-// Tick indices at least `spacing_px` apart: 0, step, 2 step, ...
-std::vector<std::size_t> axis_ticks(const Axis& axis, std::size_t spacing_px) {
+// Ticks at indices 0, step, 2 step, ... at least `spacing_px` apart, labelled with the
+// token when there are labels, else with the index.
+std::vector<HeatmapAxisTick> axis_ticks(const Axis& axis, std::size_t spacing_px, const Labels& labels) {
     const double px_per_index = static_cast<double>(axis.cell_px) / static_cast<double>(axis.factor);
     const auto step = static_cast<std::size_t>(nice_step(static_cast<double>(spacing_px) / px_per_index));
-    std::vector<std::size_t> ticks;
-    for (std::size_t i = 0; i < axis.count; i += step) ticks.push_back(i);
+    std::vector<HeatmapAxisTick> ticks;
+    for (std::size_t i = 0; i < axis.count; i += step) {
+        ticks.push_back({i, axis.centre(i),
+                         labels.tokens.empty() ? std::to_string(i) : drawable_text(labels.tokens[i], kMaxLabelChars)});
+    }
     return ticks;
 }
 
-// The text at tick i: the token when there are labels, else the index.
-std::string tick_text(const Labels& labels, std::size_t i) {
-    return labels.tokens.empty() ? std::to_string(i) : drawable_text(labels.tokens[i], kMaxLabelChars);
+// Query labels stack one text line apart (every label, or one in about 40 px); key numbers
+// sit side by side, key tokens are turned upright and so stack one text line apart too.
+void place_axis_ticks(Heatmap& heatmap, const Axis& y_axis, const Axis& x_axis, const HeatmapOptions& options) {
+    const std::size_t line_px = kCharHeight + 4;
+    const std::size_t y_spacing = 2 * kCharHeight + 4;
+    const std::size_t x_spacing =
+        options.key_labels.tokens.empty() ? text_width(std::to_string(x_axis.count - 1)) + 2 * kCharAdvance : line_px;
+    heatmap.query_ticks = axis_ticks(y_axis, y_spacing, options.query_labels);
+    heatmap.key_ticks = axis_ticks(x_axis, x_spacing, options.key_labels);
+}
+
+std::size_t widest_label(const std::vector<HeatmapAxisTick>& ticks) {
+    std::size_t widest = 0;
+    for (const HeatmapAxisTick& tick : ticks) widest = std::max(widest, text_width(tick.label));
+    return widest;
+}
+
+// The panels' grid: one block per head, each a titled panel with its ticks, labels and
+// axis names; four blocks a row, or about the square root of the count for many heads.
+struct Grid {
+    std::size_t left = 0;         // from a block's left edge to its panel's first column
+    std::size_t key_label_h = 0;  // the band of the key labels under a panel
+    std::size_t block_w = 0, block_h = 0;
+    std::size_t cols = 0, rows = 0;
+};
+
+Grid plan_grid(const Heatmap& heatmap, const Axis& y_axis, const Axis& x_axis, bool upright_keys,
+               const std::vector<std::size_t>& heads) {
+    Grid grid;
+    grid.left = kCharHeight + 2 * kGap + widest_label(heatmap.query_ticks) + kLabelGap + kTick;
+    grid.key_label_h = upright_keys ? widest_label(heatmap.key_ticks) : kCharHeight;
+    const std::size_t bottom = kTick + kGap + grid.key_label_h + 2 * kGap + kCharHeight + kGap;
+    // A panel narrower than its title ("head 12") gets the title's width.
+    grid.block_w = grid.left + std::max(x_axis.pixels(), text_width("head " + std::to_string(heads.back()))) + 28;
+    grid.block_h = kTitleBand + y_axis.pixels() + bottom + 16;
+    const std::size_t n = heads.size();
+    const auto root = static_cast<std::size_t>(std::ceil(std::sqrt(static_cast<double>(n))));
+    grid.cols = n <= 4 ? n : std::min(n, std::max<std::size_t>(4, root));
+    grid.rows = ceil_div(n, grid.cols);
+    return grid;
+}
+
+std::vector<HeatmapPanel> place_panels(const Grid& grid, const std::vector<std::size_t>& heads, const Axis& y_axis,
+                                       const Axis& x_axis) {
+    std::vector<HeatmapPanel> panels;
+    for (std::size_t k = 0; k < heads.size(); ++k) {
+        HeatmapPanel panel;
+        panel.head = heads[k];
+        panel.x = kMargin + (k % grid.cols) * grid.block_w + grid.left;
+        panel.y = kHeaderHeight + (k / grid.cols) * grid.block_h + kTitleBand;
+        panel.width = x_axis.pixels();
+        panel.height = y_axis.pixels();
+        panel.cell_width = x_axis.cell_px;
+        panel.cell_height = y_axis.cell_px;
+        panel.keys_per_cell = x_axis.factor;
+        panel.queries_per_cell = y_axis.factor;
+        panels.push_back(panel);
+    }
+    return panels;
 }
 
 // Values for the colour bar: 0 and steps of 1, 2 or 5 x 10^n up to `top`, 3 to 6 of them;
@@ -292,9 +355,45 @@ std::string fixed(double value, int decimals) {
     return buffer;
 }
 
+// The colour bar right of the grid, level with the first row of panels and at least
+// 160 px tall; its ticks at round values from 0 up to `top`.
+HeatmapColourBar place_colour_bar(const Grid& grid, std::size_t panel_h, double top) {
+    HeatmapColourBar bar;
+    bar.x = kMargin + grid.cols * grid.block_w;
+    bar.y = kHeaderHeight + kTitleBand;
+    bar.width = kBarWidth;
+    bar.height = std::max<std::size_t>(panel_h, 160);
+    int decimals = 0;
+    for (const double v : scale_ticks(top, decimals)) {
+        const auto row = static_cast<std::size_t>(std::lround((1 - v / top) * static_cast<double>(bar.height - 1)));
+        bar.ticks.push_back({v, bar.y + row, fixed(v, decimals)});
+    }
+    return bar;
+}
+
+// The width the colour bar's title and tick labels need right of the gradient.
+std::size_t colour_bar_label_width(const HeatmapColourBar& bar) {
+    std::size_t width = text_width("weight");
+    for (const HeatmapScaleTick& tick : bar.ticks) width = std::max(width, text_width(tick.label) + 30);
+    return width;
+}
+
 // "1 query", "5 queries".
 std::string counted(std::size_t n, const std::string& one, const std::string& many) {
     return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+// The header's second line: what was drawn, and how it was averaged down.
+std::string figure_info(const WeightsLayout& layout, std::size_t batch, const Axis& y_axis, const Axis& x_axis) {
+    std::string info =
+        layout.batches > 1 ? "batch " + std::to_string(batch) + " of " + std::to_string(layout.batches) + ": " : "";
+    info += counted(layout.heads, "head", "heads") + ", " + counted(layout.queries, "query", "queries") + " x " +
+            counted(layout.keys, "key", "keys");
+    if (y_axis.factor > 1 || x_axis.factor > 1) {
+        info += "; each cell averages " + std::to_string(y_axis.factor) + " x " + std::to_string(x_axis.factor) +
+                " weights";
+    }
+    return info;
 }
 
 std::vector<std::size_t> chosen_heads(const WeightsLayout& layout, const std::optional<std::size_t>& head) {
@@ -307,6 +406,67 @@ std::vector<std::size_t> chosen_heads(const WeightsLayout& layout, const std::op
 void require_cells(const WeightsLayout& layout, const std::string& subject, const Shape& shape) {
     if (layout.queries == 0 || layout.keys == 0 || layout.panels() == 0)
         throw Error(ErrorKind::Shape, subject, "nothing to draw: the weights " + shape_to_string(shape) + " are empty");
+}
+
+// ---- painting -----------------------------------------------------------------------
+
+// A panel's title above it and its cells inside a frame.
+void draw_cells(Image& image, const HeatmapPanel& panel, const CellGrid& cells, double top) {
+    const std::string title = "head " + std::to_string(panel.head);
+    draw_text(image, panel.x + panel.width / 2 - std::min(panel.width / 2, text_width(title) / 2), panel.y - kTitleBand,
+              title);
+    for (std::size_t r = 0; r < cells.rows; ++r) {
+        for (std::size_t c = 0; c < cells.cols; ++c) {
+            fill_rect(image, panel.x + c * panel.cell_width, panel.y + r * panel.cell_height, panel.cell_width,
+                      panel.cell_height, cell_colour(cells.at(r, c), top));
+        }
+    }
+    draw_frame(image, panel.x - 1, panel.y - 1, panel.width + 2, panel.height + 2, kFrame);
+}
+
+// Ticks left of the panel, their labels right-aligned against them, and "query" upright
+// at the block's left edge.
+void draw_query_axis(Image& image, const HeatmapPanel& panel, const Heatmap& heatmap, const Grid& grid) {
+    for (const HeatmapAxisTick& tick : heatmap.query_ticks) {
+        const std::size_t y = panel.y + tick.offset;
+        fill_rect(image, panel.x - 1 - kTick, y, kTick, 1, kInk);
+        draw_text(image, panel.x - 1 - kTick - kLabelGap - text_width(tick.label), y - std::min(y, kCapHeight / 2),
+                  tick.label);
+    }
+    const std::size_t name_bottom = panel.y + panel.height / 2 + text_width("query") / 2;
+    draw_text_up(image, panel.x - grid.left + kGap, name_bottom, "query");
+}
+
+// Ticks under the panel, their labels below them (tokens upright, ending at the axis as
+// matplotlib's rotated tick labels do), and "key" under the labels.
+void draw_key_axis(Image& image, const HeatmapPanel& panel, const Heatmap& heatmap, const Grid& grid,
+                   bool upright_keys) {
+    const std::size_t label_top = panel.y + panel.height + 1 + kTick + kGap;
+    for (const HeatmapAxisTick& tick : heatmap.key_ticks) {
+        const std::size_t x = panel.x + tick.offset;
+        fill_rect(image, x, panel.y + panel.height + 1, 1, kTick, kInk);
+        if (upright_keys) {
+            draw_text_up(image, x - kCapHeight / 2, label_top + text_width(tick.label), tick.label);
+        } else {
+            draw_text(image, x - std::min(x, text_width(tick.label) / 2), label_top, tick.label);
+        }
+    }
+    draw_text(image, panel.x + panel.width / 2 - text_width("key") / 2, label_top + grid.key_label_h + 2 * kGap, "key");
+}
+
+// Viridis from 0 (bottom) to the top of the scale, titled "weight", ticks at round values.
+void draw_colour_bar(Image& image, const HeatmapColourBar& bar) {
+    draw_text(image, bar.x, kHeaderHeight, "weight");
+    for (std::size_t y = 0; y < bar.height; ++y) {
+        const double t = 1 - static_cast<double>(y) / static_cast<double>(bar.height - 1);
+        fill_rect(image, bar.x, bar.y + y, bar.width, 1, viridis(t));
+    }
+    draw_frame(image, bar.x - 1, bar.y - 1, bar.width + 2, bar.height + 2, kFrame);
+    for (const HeatmapScaleTick& tick : bar.ticks) {
+        fill_rect(image, bar.x + bar.width + 1, tick.y, kTick, 1, kInk);
+        draw_text(image, bar.x + bar.width + 1 + kTick + kLabelGap, tick.y - std::min(tick.y, kCapHeight / 2),
+                  tick.label);
+    }
 }
 
 }  // namespace
@@ -323,125 +483,36 @@ Heatmap render_heatmap(const Tensor& weights, const HeatmapOptions& options, con
     const Axis y_axis = make_axis(layout.queries, options.max_panel_cells);
     const Axis x_axis = make_axis(layout.keys, options.max_panel_cells);
     const std::vector<std::size_t> heads = chosen_heads(layout, options.head);
-    const std::vector<CellGrid> grids =
+    const std::vector<CellGrid> cells =
         average_panels(weights, layout, options.batch, heads, y_axis.factor, x_axis.factor);
-    const double top = colour_scale_top(grids);
+    const bool upright_keys = !options.key_labels.tokens.empty();
 
-    // Ticks: y labels stack one text line apart; x numbers sit side by side, x tokens are
-    // turned upright and so stack one text line apart too.
-    const bool x_tokens = !options.key_labels.tokens.empty();
-    const std::size_t line_px = kCharHeight + 4;        // between stacked labels
-    const std::size_t y_spacing = 2 * kCharHeight + 4;  // y ticks: every label, or one in about 40 px
-    const std::vector<std::size_t> y_ticks = axis_ticks(y_axis, y_spacing);
-    const std::vector<std::size_t> x_ticks =
-        axis_ticks(x_axis, x_tokens ? line_px : text_width(std::to_string(layout.keys - 1)) + 2 * kCharAdvance);
-    std::size_t y_label_w = 0;
-    for (std::size_t i : y_ticks) y_label_w = std::max(y_label_w, text_width(tick_text(options.query_labels, i)));
-    std::size_t x_label_h = kCharHeight;
-    if (x_tokens) {
-        x_label_h = 0;
-        for (std::size_t i : x_ticks) x_label_h = std::max(x_label_h, text_width(tick_text(options.key_labels, i)));
-    }
+    Heatmap heatmap;
+    heatmap.scale_top = colour_scale_top(cells);
+    place_axis_ticks(heatmap, y_axis, x_axis, options);
+    const Grid grid = plan_grid(heatmap, y_axis, x_axis, upright_keys, heads);
+    heatmap.panels = place_panels(grid, heads, y_axis, x_axis);
+    heatmap.colour_bar = place_colour_bar(grid, y_axis.pixels(), heatmap.scale_top);
 
-    constexpr std::size_t kMargin = 16, kTick = 5, kGap = 4, kLabelGap = 8;  // labels clear of ticks: no minus signs
-    const std::size_t pw = x_axis.pixels(), ph = y_axis.pixels();
-    const std::size_t left = kCharHeight + 2 * kGap + y_label_w + kLabelGap + kTick;
-    const std::size_t top_band = kCharHeight + 10;
-    const std::size_t bottom = kTick + kGap + x_label_h + 2 * kGap + kCharHeight + kGap;
-    const std::size_t n = heads.size();
-    // A panel narrower than its title ("head 12") gets the title's width.
-    const std::size_t block_w = left + std::max(pw, text_width("head " + std::to_string(heads.back()))) + 28;
-    const std::size_t block_h = top_band + ph + bottom + 16;
-    const auto root = static_cast<std::size_t>(std::ceil(std::sqrt(static_cast<double>(n))));
-    const std::size_t cols = n <= 4 ? n : std::min(n, std::max<std::size_t>(4, root));
-    const std::size_t rows = ceil_div(n, cols);
-
-    int decimals = 0;
-    const std::vector<double> bar_ticks = scale_ticks(top, decimals);
-    std::size_t bar_label_w = text_width("weight");
-    for (double v : bar_ticks) bar_label_w = std::max(bar_label_w, text_width(fixed(v, decimals)) + 30);
-    constexpr std::size_t kBarW = 20;
-    const std::size_t bar_h = std::max<std::size_t>(ph, 160);
-    const std::size_t header_h = 2 * (kCharHeight + 8) + 8;
-
-    // Header: what was drawn, and how it was averaged down.
     const std::string title = drawable_text(options.title.empty() ? subject : options.title, 160);
-    std::string info = layout.batches > 1
-                           ? "batch " + std::to_string(options.batch) + " of " + std::to_string(layout.batches) + ": "
-                           : "";
-    info += counted(layout.heads, "head", "heads") + ", " + counted(layout.queries, "query", "queries") + " x " +
-            counted(layout.keys, "key", "keys");
-    if (y_axis.factor > 1 || x_axis.factor > 1) {
-        info += "; each cell averages " + std::to_string(y_axis.factor) + " x " + std::to_string(x_axis.factor) +
-                " weights";
-    }
-
+    const std::string info = figure_info(layout, options.batch, y_axis, x_axis);
     // A narrow grid (one small panel) still shows the whole header.
-    const std::size_t width = std::max(kMargin + cols * block_w + kBarW + bar_label_w,
+    const std::size_t width = std::max(heatmap.colour_bar.x + kBarWidth + colour_bar_label_width(heatmap.colour_bar),
                                        kMargin + std::max(text_width(title), text_width(info))) +
                               kMargin;
-    const std::size_t height = header_h + std::max(rows * block_h, top_band + bar_h + kCharHeight) + kMargin;
-    Heatmap heatmap;
+    const std::size_t height =
+        kHeaderHeight + std::max(grid.rows * grid.block_h, kTitleBand + heatmap.colour_bar.height + kCharHeight) +
+        kMargin;
     heatmap.image = Image(width, height, kWhite);
-    heatmap.scale_top = top;
     Image& image = heatmap.image;
     draw_text(image, kMargin, 8, title);
     draw_text(image, kMargin, 8 + kCharHeight + 8, info, 0x555555);
-
-    for (std::size_t k = 0; k < n; ++k) {
-        const std::size_t ox = kMargin + (k % cols) * block_w, oy = header_h + (k / cols) * block_h;
-        const std::size_t px0 = ox + left, py0 = oy + top_band;
-        heatmap.panels.push_back(
-            {heads[k], px0, py0, pw, ph, x_axis.cell_px, y_axis.cell_px, x_axis.factor, y_axis.factor});
-        const std::string panel_title = "head " + std::to_string(heads[k]);
-        draw_text(image, px0 + pw / 2 - std::min(pw / 2, text_width(panel_title) / 2), oy, panel_title);
-
-        const CellGrid& grid = grids[k];
-        for (std::size_t r = 0; r < grid.rows; ++r) {
-            for (std::size_t c = 0; c < grid.cols; ++c) {
-                fill_rect(image, px0 + c * x_axis.cell_px, py0 + r * y_axis.cell_px, x_axis.cell_px, y_axis.cell_px,
-                          cell_colour(grid.at(r, c), top));
-            }
-        }
-        draw_frame(image, px0 - 1, py0 - 1, pw + 2, ph + 2, kFrame);
-
-        for (std::size_t i : y_ticks) {
-            const std::size_t y = py0 + y_axis.centre(i);
-            fill_rect(image, px0 - 1 - kTick, y, kTick, 1, kInk);
-            const std::string text = tick_text(options.query_labels, i);
-            draw_text(image, px0 - 1 - kTick - kLabelGap - text_width(text), y - std::min(y, kCapHeight / 2), text);
-        }
-        const std::size_t query_name_bottom = py0 + ph / 2 + text_width("query") / 2;
-        draw_text_up(image, ox + kGap, query_name_bottom, "query");
-
-        const std::size_t x_label_top = py0 + ph + 1 + kTick + kGap;
-        for (std::size_t i : x_ticks) {
-            const std::size_t x = px0 + x_axis.centre(i);
-            fill_rect(image, x, py0 + ph + 1, 1, kTick, kInk);
-            const std::string text = tick_text(options.key_labels, i);
-            if (x_tokens) {
-                // Upright, ending at the axis as matplotlib's rotated tick labels do.
-                draw_text_up(image, x - kCapHeight / 2, x_label_top + text_width(text), text);
-            } else {
-                draw_text(image, x - std::min(x, text_width(text) / 2), x_label_top, text);
-            }
-        }
-        draw_text(image, px0 + pw / 2 - text_width("key") / 2, x_label_top + x_label_h + 2 * kGap, "key");
+    for (std::size_t k = 0; k < heatmap.panels.size(); ++k) {
+        draw_cells(image, heatmap.panels[k], cells[k], heatmap.scale_top);
+        draw_query_axis(image, heatmap.panels[k], heatmap, grid);
+        draw_key_axis(image, heatmap.panels[k], heatmap, grid, upright_keys);
     }
-
-    // Colour bar: viridis from 0 (bottom) to the top of the scale, ticks at round values.
-    const std::size_t bx = kMargin + cols * block_w, by = header_h + top_band;
-    draw_text(image, bx, header_h, "weight");
-    for (std::size_t y = 0; y < bar_h; ++y) {
-        const double t = 1 - static_cast<double>(y) / static_cast<double>(bar_h - 1);
-        fill_rect(image, bx, by + y, kBarW, 1, viridis(t));
-    }
-    draw_frame(image, bx - 1, by - 1, kBarW + 2, bar_h + 2, kFrame);
-    for (double v : bar_ticks) {
-        const auto y = by + static_cast<std::size_t>(std::lround((1 - v / top) * static_cast<double>(bar_h - 1)));
-        fill_rect(image, bx + kBarW + 1, y, kTick, 1, kInk);
-        draw_text(image, bx + kBarW + 1 + kTick + kLabelGap, y - std::min(y, kCapHeight / 2), fixed(v, decimals));
-    }
+    draw_colour_bar(image, heatmap.colour_bar);
     return heatmap;
 }
 
