@@ -256,10 +256,11 @@ void add_variant_flags(CLI::App& app, AttentionFlags& flags) {
                    "Sliding window LEFT,RIGHT: query i (at p = i+S-L) sees keys p-LEFT..p+RIGHT; -1 = unbounded "
                    "(Mistral: 4095,0)")
         ->check(window_bounds());
-    flags.softcap_option =
-        app.add_option("--softcap", flags.softcap, "Logit soft-cap C: s = C*tanh(s/C), before ALiBi and masks (Gemma 2: 50)")
-            ->check(positive_number());
-    CLI::Option* alibi = app.add_flag("--alibi", flags.alibi, "ALiBi position biases, with the paper's slopes per head");
+    flags.softcap_option = app.add_option("--softcap", flags.softcap,
+                                          "Logit soft-cap C: s = C*tanh(s/C), before ALiBi and masks (Gemma 2: 50)")
+                               ->check(positive_number());
+    CLI::Option* alibi =
+        app.add_flag("--alibi", flags.alibi, "ALiBi position biases, with the paper's slopes per head");
     add_file_option(app, "--alibi-slopes", flags.alibi_slopes, "ALiBi with these slopes: TENSOR (H,) or (batch..., H)")
         ->excludes(alibi);
     add_file_option(app, "--sinks", flags.sinks,
