@@ -59,14 +59,18 @@ void run_mha(const MhaFlags& f) {
     options.average_heads = f.average_heads;
     options.attention = attention_options(f.attention);
 
-    // Declared in standard-output order: output, weights, logits.
+    // Declared in standard-output order: output, weights, logits, log-sum-exp.
     OutputSet outputs(f.attention.out);
     Tensor output;
     outputs.add(f.attention.output, output);
     ScoreSink* scores = f.attention.scores.empty() ? nullptr : outputs.add_scores(f.attention.scores);
     ScoreSink* logits = f.attention.logits.empty() ? nullptr : outputs.add_scores(f.attention.logits);
+    Tensor lse;
+    if (!f.attention.lse.empty()) outputs.add(f.attention.lse, lse);
     timer.mark("read");
-    output = multi_head_attention(query, key, value, weights, options, scores, logits).output;
+    output = multi_head_attention(query, key, value, weights, options, scores, logits,
+                                  f.attention.lse.empty() ? nullptr : &lse)
+                 .output;
     io::NamedTensors saved;
     if (!f.save_weights.empty()) saved = mha_state_dict(weights);
     // The weights file joins the group: written only if every output is.

@@ -18,14 +18,16 @@ void run_sdpa(const SdpaFlags& f) {
     AttentionOptions options = attention_options(f.attention);
     if (f.scale_option->count() > 0) options.scale = f.scale;
 
-    // Declared in standard-output order: output, weights, logits.
+    // Declared in standard-output order: output, weights, logits, log-sum-exp.
     OutputSet outputs(f.attention.out);
-    Tensor output;
+    Tensor output, lse;
     outputs.add(f.attention.output, output);
     ScoreSink* weights = f.attention.scores.empty() ? nullptr : outputs.add_scores(f.attention.scores);
     ScoreSink* logits = f.attention.logits.empty() ? nullptr : outputs.add_scores(f.attention.logits);
+    if (!f.attention.lse.empty()) outputs.add(f.attention.lse, lse);
     timer.mark("read");
-    output = scaled_dot_product_attention(inputs.query(), inputs.key(), inputs.value(), options, weights, logits);
+    output = scaled_dot_product_attention(inputs.query(), inputs.key(), inputs.value(), options, weights, logits,
+                                          f.attention.lse.empty() ? nullptr : &lse);
     timer.mark(weights || logits ? "attention (streaming scores)" : "attention");
     outputs.commit();
     timer.mark("write");
@@ -37,8 +39,8 @@ const AttentionHelp kHelp{
     "Key TENSOR (..., S, E); default: the query",
     "Value TENSOR (..., S, Ev); default: the key",
     "OUT for the output (..., L, Ev)",
-    "OUT for the attention weights (..., L, S) after masks",
-    "OUT for the scaled logits (..., L, S) after masks (-inf where masked)",
+    "OUT for the attention weights (..., L, S) after masks (with --sinks, rows sum to less than 1)",
+    "OUT for the logits (..., L, S) after softcap, ALiBi and masks (-inf where hidden)",
     "Mask TENSOR broadcastable to (..., L, S): bool true = may attend, or float added to the logits",
     "TENSOR (batch..., S): bool true = padding (key ignored), or float added"};
 

@@ -9,7 +9,8 @@ const std::vector<Command>& commands() {
          "Examples:\n"
          "  attn-cli sdpa -q data/q.npy -k data/k.npy -v data/v.npy                 # output as JSON on stdout\n"
          "  attn-cli sdpa -q q.npy -k k.npy -v v.npy -o out.npy -s weights.npy --causal bottom-right\n"
-         "  attn-cli sdpa -q q.npy --mask mask.npy --key-lengths 5,3 --dtype float64 -o out.json\n"},
+         "  attn-cli sdpa -q q.npy --mask mask.npy --key-lengths 5,3 --dtype float64 -o out.json\n"
+         "  attn-cli sdpa -q q.npy -k k.npy -v v.npy --window 4095,0 --softcap 50 --lse lse.npy -o out.npy\n"},
         {"mha", setup_mha, "Multi-head attention with projections (torch.nn.MultiheadAttention)",
          "Examples:\n"
          "  attn-cli mha --heads 8 -q data/q.npy -k data/k.npy -v data/v.npy --weights data/mha_weights.npz -s w.npy\n"

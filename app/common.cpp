@@ -67,6 +67,39 @@ CLI::Validator finite_number() {
     });
 }
 
+CLI::Validator positive_number() {
+    return validator("", [](std::string& text) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        const double value = std::strtod(text.c_str(), &end);
+        if (!text.empty() && errno == 0 && end == text.c_str() + text.size() && std::isfinite(value) && value > 0) {
+            return {};
+        }
+        return "expected a finite number > 0, found '" + text + "'";
+    });
+}
+
+namespace {
+
+// "LEFT,RIGHT" as two integers >= -1, or nullopt.
+std::optional<Window> parse_window(const std::string& text) {
+    const std::size_t comma = text.find(',');
+    if (comma == std::string::npos) return std::nullopt;
+    const auto left = parse_integer(text.substr(0, comma));
+    const auto right = parse_integer(text.substr(comma + 1));
+    if (!left || !right || *left < -1 || *right < -1) return std::nullopt;
+    return Window{*left, *right};
+}
+
+}  // namespace
+
+CLI::Validator window_bounds() {
+    return validator("", [](std::string& text) -> std::string {
+        if (parse_window(text)) return {};
+        return "expected LEFT,RIGHT, two integers >= -1 (-1: unbounded on that side), found '" + text + "'";
+    });
+}
+
 CLI::Validator seed_value() {
     return validator("", [](std::string& text) -> std::string {
         const char* digits = text.c_str() + (text.rfind('-', 0) == 0 ? 1 : 0);
@@ -217,6 +250,24 @@ std::vector<std::size_t> parse_key_lengths(const std::vector<long long>& values)
 
 }  // namespace
 
+// The variants and the log-sum-exp, shared by sdpa and mha (where they act per head).
+void add_variant_flags(CLI::App& app, AttentionFlags& flags) {
+    app.add_option("--window", flags.window,
+                   "Sliding window LEFT,RIGHT: query i (at p = i+S-L) sees keys p-LEFT..p+RIGHT; -1 = unbounded "
+                   "(Mistral: 4095,0)")
+        ->check(window_bounds());
+    flags.softcap_option = app.add_option("--softcap", flags.softcap,
+                                          "Logit soft-cap C: s = C*tanh(s/C), before ALiBi and masks (Gemma 2: 50)")
+                               ->check(positive_number());
+    CLI::Option* alibi =
+        app.add_flag("--alibi", flags.alibi, "ALiBi position biases, with the paper's slopes per head");
+    add_file_option(app, "--alibi-slopes", flags.alibi_slopes, "ALiBi with these slopes: TENSOR (H,) or (batch..., H)")
+        ->excludes(alibi);
+    add_file_option(app, "--sinks", flags.sinks,
+                    "Attention sinks: TENSOR (H,), one logit per head added to each softmax's denominator");
+    add_file_option(app, "--lse", flags.lse, "OUT for the log-sum-exp of each row's logits (..., L)");
+}
+
 void add_attention_flags(CLI::App& app, AttentionFlags& flags, const AttentionHelp& help) {
     add_file_option(app, "-q,--query", flags.query, help.query)->required();
     add_file_option(app, "-k,--key", flags.key, help.key);
@@ -245,6 +296,7 @@ void add_attention_flags(CLI::App& app, AttentionFlags& flags, const AttentionHe
     add_check_finite_flag(
         app, flags.check_finite,
         "Refuse NaN and infinities in the inputs (-inf is allowed in a float mask, where it means masked)");
+    add_variant_flags(app, flags);
     add_output_flags(app, flags.out);
 }
 
@@ -273,6 +325,11 @@ AttentionOptions attention_options(const AttentionFlags& flags) {
         options.key_padding_mask = read_mask(flags.key_padding_mask, flags.check_finite);
     }
     options.key_lengths = parse_key_lengths(flags.key_lengths);
+    if (!flags.window.empty()) options.window = parse_window(flags.window);
+    if (flags.softcap_option->count() > 0) options.softcap = flags.softcap;
+    options.alibi = flags.alibi;
+    if (!flags.alibi_slopes.empty()) options.alibi_slopes = read_input(flags.alibi_slopes, flags.check_finite);
+    if (!flags.sinks.empty()) options.sinks = read_input(flags.sinks, flags.check_finite);
     options.precision = flags.precision;
     options.threads = flags.threads;
     if (!flags.no_progress) options.progress = progress_bar("attn-cli: attention");

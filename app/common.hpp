@@ -36,6 +36,10 @@ CLI::Validator positive_integer();
 CLI::Validator non_negative_integer();
 CLI::Validator integer_in(long long low, long long high);
 CLI::Validator finite_number();
+// A finite number > 0.
+CLI::Validator positive_number();
+// LEFT,RIGHT: two integers >= -1 (a sliding window; -1 leaves a side unbounded).
+CLI::Validator window_bounds();
 // torch.manual_seed's range, -2^63 to 2^64 - 1 (a negative seed wraps round as in torch).
 CLI::Validator seed_value();
 // A file name, or - for standard input or output; never empty.
@@ -157,6 +161,12 @@ struct AttentionFlags {
     bool no_progress = false;
     bool timings = false;
     bool check_finite = false;
+    // The variants (docs/kernel.md, "Variants") and the log-sum-exp output.
+    std::string window;
+    double softcap = 0;
+    CLI::Option* softcap_option = nullptr;
+    bool alibi = false;
+    std::string alibi_slopes, sinks, lse;
     io::WriteOptions out;
 };
 

@@ -14,6 +14,12 @@ std::string_view flag_for(Arg arg) noexcept {
         case Arg::KeyPaddingMask: return "--key-padding-mask";
         case Arg::KeyLengths: return "--key-lengths";
         case Arg::Scale: return "--scale";
+        case Arg::Window: return "--window";
+        case Arg::Softcap: return "--softcap";
+        case Arg::Alibi: return "--alibi";
+        case Arg::AlibiSlopes: return "--alibi-slopes";
+        case Arg::Sinks: return "--sinks";
+        case Arg::Lse: return "--lse";
         case Arg::Output: return "-o/--output";
         case Arg::Weights: return "-s/--scores";
         case Arg::Logits: return "--logits";

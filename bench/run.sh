@@ -11,4 +11,5 @@ python=${PYTHON:-/usr/bin/python3}
 build/bench/attn_io_bench /tmp 3
 "$python" bench/io_peers.py /tmp 3
 build/bench/attn_mha_bench
+"$python" bench/variants.py --bin build/app/attn-cli
 "$python" bench/accuracy.py --bin build/app/attn-cli

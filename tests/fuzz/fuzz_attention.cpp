@@ -1,13 +1,15 @@
 // libFuzzer harness: shape and mask validation, and the kernel against the reference.
 //
 // The fuzz bytes choose the shapes and dtypes of Q, K and V, a mask, a key padding mask,
-// key lengths, the causal rule, the scale and the precision: mostly shapes that fit
+// key lengths, the causal rule, the variants (window, soft-cap, ALiBi, slopes, sinks),
+// the scale and the precision: mostly shapes that fit
 // together (broadcast batch dims, grouped-query heads), then some dims changed at random,
 // huge ones included (a tensor with a zero dim holds no data whatever its other dims).
 // attention_output_shape must accept or throw attn::Error, and when it refuses, so must
 // both kernels. When it accepts and the problem is tiny, scaled_dot_product_attention
 // and reference_attention both run: they must throw the same kind of attn::Error or both
-// return that shape, with outputs, weights and logits that agree within a tolerance.
+// return that shape, with outputs, weights, logits and log-sum-exps that agree within a
+// tolerance.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <algorithm>
@@ -238,6 +240,30 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (in.ConsumeIntegralInRange(0, 7) == 0) count = small_dim(in, 6);
         for (std::size_t i = 0; i < count; ++i) options.key_lengths.push_back(small_dim(in, S + 1));
     }
+    // The variants: a window (bounds below -1 are errors), a soft-cap (0 and NaN are
+    // errors), ALiBi with the paper's slopes or given ones (both at once is an error), and
+    // sinks, the per-head tensors of (H,) shape or bent.
+    if (in.ConsumeBool()) {
+        options.window = Window{in.ConsumeIntegralInRange<std::int64_t>(-2, 6), in.ConsumeIntegralInRange<std::int64_t>(-2, 6)};
+    }
+    switch (in.ConsumeIntegralInRange(0, 7)) {
+        case 0: options.softcap = in.ConsumeIntegralInRange(1, 64) / 8.0; break;
+        case 1: options.softcap = in.ConsumeBool() ? 0.0 : std::numeric_limits<double>::quiet_NaN(); break;
+        default: break;
+    }
+    options.alibi = in.ConsumeIntegralInRange(0, 3) == 0;
+    const std::size_t heads = batch.empty() ? 1 : batch.back();
+    std::optional<Shape> slopes_shape, sinks_shape;
+    if (in.ConsumeIntegralInRange(0, 3) == 0) {
+        Shape h{heads};
+        mutate(in, h);
+        slopes_shape = h;
+    }
+    if (in.ConsumeIntegralInRange(0, 3) == 0) {
+        Shape h{heads};
+        mutate(in, h);
+        sinks_shape = h;
+    }
     const DType q_type = input_dtype(in), k_type = input_dtype(in), v_type = input_dtype(in);
 
     const std::optional<Tensor> q = make_tensor(in, q_type, qs, false);
@@ -253,6 +279,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         std::optional<Tensor> padding = make_tensor(in, padding_type, *padding_shape, true);
         if (!padding) return 0;
         options.key_padding_mask = std::move(*padding);
+    }
+    for (auto [shape, target] : {std::pair{&slopes_shape, &options.alibi_slopes}, {&sinks_shape, &options.sinks}}) {
+        if (!*shape) continue;
+        std::optional<Tensor> values = make_tensor(in, DType::Float32, **shape, false);
+        if (!values) return 0;
+        *target = std::move(*values);
     }
 
     describe(*q, *k, *v, options);
@@ -295,5 +327,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     ATTN_FUZZ_CHECK(all_close(fast.output, plain.output, tolerance));
     ATTN_FUZZ_CHECK(all_close(fast.weights.tensor(), plain.weights.tensor(), tolerance));
     ATTN_FUZZ_CHECK(all_close(fast.logits.tensor(), plain.logits.tensor(), tolerance));
+    Tensor fast_lse, plain_lse;
+    ATTN_FUZZ_CHECK(fuzz::attempt([&] { scaled_dot_product_attention(*q, *k, *v, options, nullptr, nullptr, &fast_lse); }));
+    ATTN_FUZZ_CHECK(fuzz::attempt([&] { reference_attention(*q, *k, *v, options, nullptr, nullptr, &plain_lse); }));
+    ATTN_FUZZ_CHECK(all_close(fast_lse, plain_lse, tolerance * 10));
     return 0;
 }

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <vector>
@@ -32,9 +33,27 @@ enum class Precision {
     Float64,
 };
 
+// A sliding window: query i, at position p_i = i + S − L (aligned bottom-right), sees
+// keys p_i − left … p_i + right, bounds included; −1 leaves a side unbounded
+// (FlashAttention's window_size; Mistral's 4096-token window is {4095, 0}).
+struct Window {
+    std::int64_t left = -1;
+    std::int64_t right = -1;
+};
+
+// The logit of query i and key j is built in this order (docs/kernel.md, "Variants"):
+//   s = scale·q_i·k_j;  s = C·tanh(s / C) (softcap);  s −= slope_h·|p_i − j| (ALiBi);
+//   s += masks;  s = −inf where causal, key lengths or the window hide the key.
+// Heads h are dim −3 of the output's batch dims (one head when there is none). Sinks add
+// e^σ_h to each row's softmax denominator only: weights then sum to less than 1.
 struct AttentionOptions {
     std::optional<double> scale;  // default 1/√E
     Causal causal = Causal::None;
+    std::optional<Window> window;
+    std::optional<double> softcap;           // C > 0 and finite
+    bool alibi = false;                      // ALiBi with the paper's slopes for H heads (alibi_slopes)
+    std::optional<Tensor> alibi_slopes;      // given slopes: (H,) or (batch…, H); not with `alibi`
+    std::optional<Tensor> sinks;             // (H,): one raw logit per query head, finite
     std::optional<Tensor> mask;              // bool (true = may attend) or float (added); broadcast to (…, L, S)
     std::optional<Tensor> key_padding_mask;  // bool (true = ignore the key) or float (added); (batch…, S), leading dims
     std::vector<std::size_t> key_lengths;    // valid keys per index of the first batch dim (one value: all)
@@ -93,14 +112,21 @@ private:
 Shape attention_output_shape(const Tensor& query, const Tensor& key, const Tensor& value,
                              const AttentionOptions& options);
 
-// The attention output; weights (softmax probabilities after masks) and logits (scaled,
-// after masks, −inf where masked) go to the sinks when given. The fast kernel.
+// The slopes ALiBi gives H heads: 2^(−8(h+1)/H) when H is a power of two; otherwise,
+// with n the largest power of two below H, the n slopes for n followed by the
+// even-indexed slopes for 2n (the paper's get_slopes, FlashAttention's alibi_slopes).
+std::vector<double> alibi_slopes(std::size_t heads);
+
+// The attention output; weights (softmax probabilities after masks) and logits (after
+// softcap, ALiBi and masks, −inf where hidden) go to the sinks when given, and the
+// log-sum-exp of each row's logits (…, L) into `lse` when given: ln Σ_j e^(s_j), plus
+// e^σ_h with sinks, −inf for a row with no visible key and no sink. The fast kernel.
 // Before anything is computed, the output and what the sinks hold (bytes_to_hold) are
 // checked against the memory available (check_memory in attn/tensor.hpp): the error names
 // Arg::Weights, Arg::Logits, Arg::WeightsAndLogits or Arg::Output.
 Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, const Tensor& value,
                                     const AttentionOptions& options, ScoreSink* weights = nullptr,
-                                    ScoreSink* logits = nullptr);
+                                    ScoreSink* logits = nullptr, Tensor* lse = nullptr);
 
 // The same computation written plainly, one query row at a time with float64 sums: the
 // oracle the fast kernel is tested against. Single-threaded and slow. NaN and infinities
@@ -110,6 +136,6 @@ Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, cons
 // same: it skips the keys the causal rule and key lengths hide only when Q, K, V and the
 // masks hold no NaN or +inf, where skipping changes nothing (docs/kernel.md).
 Tensor reference_attention(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options,
-                           ScoreSink* weights = nullptr, ScoreSink* logits = nullptr);
+                           ScoreSink* weights = nullptr, ScoreSink* logits = nullptr, Tensor* lse = nullptr);
 
 }  // namespace attn

@@ -37,6 +37,12 @@ enum class Arg : std::uint8_t {
     KeyPaddingMask,    // AttentionOptions::key_padding_mask
     KeyLengths,        // AttentionOptions::key_lengths
     Scale,             // AttentionOptions::scale
+    Window,            // AttentionOptions::window
+    Softcap,           // AttentionOptions::softcap
+    Alibi,             // AttentionOptions::alibi
+    AlibiSlopes,       // AttentionOptions::alibi_slopes
+    Sinks,             // AttentionOptions::sinks
+    Lse,               // the log-sum-exp output
     Output,            // the attention output
     Weights,           // the weights handed to a ScoreSink
     Logits,            // the logits handed to a ScoreSink
@@ -58,8 +64,8 @@ std::string_view arg_name(Arg arg) noexcept;
 
 // What an error is about: a file, tensor or member by its name, or an argument.
 struct Subject {
-    Subject(std::string subject_name) : name(std::move(subject_name)) {}  // NOLINT: implicit by design
-    Subject(const char* subject_name) : name(subject_name) {}              // NOLINT
+    Subject(std::string subject_name) : name(std::move(subject_name)) {}         // NOLINT: implicit by design
+    Subject(const char* subject_name) : name(subject_name) {}                    // NOLINT
     Subject(Arg subject_arg) : arg(subject_arg), name(arg_name(subject_arg)) {}  // NOLINT
     Arg arg = Arg::None;
     std::string name;  // empty: the message is the detail alone

@@ -93,7 +93,11 @@ Tensor linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>
 // average_heads the weights are (N, L, S), or (L, S), handed over a whole matrix at a time
 // once every head is done. Results that cannot fit in memory are refused before the
 // kernel runs, as for sdpa, naming Arg::Weights, Arg::Logits or Arg::WeightsAndLogits.
+// The variants of options.attention (window, softcap, ALiBi, sinks) act per head after the
+// projections, heads being H (sinks and slopes are (H,)); `lse` receives each row's
+// log-sum-exp per head: (N, H, L), or (H, L) for unbatched input.
 MhaResult multi_head_attention(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& layer,
-                               const MhaOptions& options, ScoreSink* weights = nullptr, ScoreSink* logits = nullptr);
+                               const MhaOptions& options, ScoreSink* weights = nullptr, ScoreSink* logits = nullptr,
+                               Tensor* lse = nullptr);
 
 }  // namespace attn

@@ -21,10 +21,10 @@
 #include <exception>
 #include <limits>
 
-#include "attn/attention.hpp"
 #include "attention/problem.hpp"
-#include "common/threads.hpp"
 #include "attention/tile_gemm.hpp"
+#include "attn/attention.hpp"
+#include "common/threads.hpp"
 
 namespace attn {
 
@@ -59,14 +59,15 @@ struct Scratch {
     std::vector<T> tile;         // Sᵀ for kKeyBlock keys: kKeyBlock × kQueryBlock
     std::vector<T> weight_rows;  // for the sinks, as rows: kQueryBlock × S each
     std::vector<T> logit_rows;
-    std::vector<std::size_t> end;     // per query: its visible keys are [0, end)
-    std::vector<T> max, sum, factor;  // online softmax per query
+    std::vector<std::size_t> begin, end;  // per query: its visible keys are [begin, end)
+    std::vector<T> position;              // per query: p_i = i + S − L, for ALiBi
+    std::vector<T> max, sum, factor;      // online softmax per query
 };
 
-// One task: rows [i0, i0 + rows) of matrix b; keys [0, cols) are visible to some of
-// them and [0, min_end) to all.
+// One task: rows [i0, i0 + rows) of matrix b; keys [first, cols) are visible to some of
+// them and [max_begin, min_end) to all.
 struct Task {
-    std::size_t b = 0, i0 = 0, rows = 0, cols = 0, min_end = 0;
+    std::size_t b = 0, i0 = 0, rows = 0, first = 0, cols = 0, max_begin = 0, min_end = 0;
 };
 
 // `skip_hidden`: keys no query of the block sees are left out (see skips_hidden_keys).
@@ -77,13 +78,27 @@ Task make_task(const detail::AttentionProblem<T>& p, std::size_t index, std::siz
     t.b = index / blocks_per_matrix;
     t.i0 = (index % blocks_per_matrix) * kQueryBlock;
     t.rows = std::min(kQueryBlock, p.L - t.i0);
+    t.first = p.S;
     t.min_end = p.S;
     for (std::size_t r = 0; r < t.rows; ++r) {
-        s.end[r] = p.visible_end(t.b, t.i0 + r);
-        t.cols = std::max(t.cols, s.end[r]);
-        t.min_end = std::min(t.min_end, s.end[r]);
+        const auto keys = p.visible_keys(t.b, t.i0 + r);
+        s.begin[r] = keys.begin;
+        s.end[r] = keys.end;
+        if (keys.end > keys.begin) {
+            t.first = std::min(t.first, keys.begin);
+            t.cols = std::max(t.cols, keys.end);
+        }
+        t.max_begin = std::max(t.max_begin, keys.begin);
+        t.min_end = std::min(t.min_end, keys.end);
     }
-    if (!skip_hidden) t.cols = p.S;
+    if (t.cols == 0) t.first = 0;  // no query sees a key
+    if (!skip_hidden) {
+        t.first = 0;
+        t.cols = p.S;
+    }
+    if (!p.slope.empty()) {
+        for (std::size_t r = 0; r < kQueryBlock; ++r) s.position[r] = T(double(t.i0 + r) + double(p.S) - double(p.L));
+    }
     return t;
 }
 
@@ -105,16 +120,14 @@ bool all_finite(const T* values, std::size_t n) {
     return rest == T(0);
 }
 
-// The causal rule and key lengths hide keys by adding −inf to their logits, as PyTorch's
+// The causal rule, key lengths and the window hide keys by adding −inf to their logits, as PyTorch's
 // math attention does, and multiply their value rows by a weight of 0: with finite
 // inputs that is the same as leaving them out, which is what makes causal attention
 // cheap. A NaN or infinity in Q, K or V (or NaN/+inf in a mask) would reach the results
 // through hidden keys too (NaN − inf is NaN, 0·NaN is NaN): then every key is computed.
 template <class T>
 bool skips_hidden_keys(const detail::AttentionProblem<T>& p) {
-    const bool hides = p.causal != Causal::None ||
-                       std::any_of(p.key_length.begin(), p.key_length.end(), [&](std::size_t n) { return n < p.S; });
-    if (!hides) return true;  // nothing to skip, nothing to scan
+    if (!p.hides_keys()) return true;  // nothing to skip, nothing to scan
     for (const auto* x : {&*p.q, &*p.k, &*p.v}) {
         if (!all_finite(x->data(), (*x)->size())) return false;
     }
@@ -136,23 +149,52 @@ void pack_queries(const detail::AttentionProblem<T>& p, const Task& t, Scratch<T
     }
 }
 
-// Sᵀ(j, ·) for keys j0 + [0, n): the scaled logits times `unit` (1, or log2e for exp2),
-// plus the masks times `unit`, plus −inf where a query may not see the key.
+// Soft-capping, C·tanh(s / C), then times `unit`, on the n key rows of a tile.
+template <class T>
+void softcap_tile(T* tile, std::size_t n, T cap, T unit) {
+    using Batch = xsimd::batch<T>;
+    const Batch inverse(T(1) / cap), outer(cap * unit);
+    for (std::size_t i = 0; i < n * kQueryBlock; i += Batch::size) {
+        (outer * xsimd::tanh(Batch::load_unaligned(tile + i) * inverse)).store_unaligned(tile + i);
+    }
+}
+
+// ALiBi: −slope·|p_i − j|, times `unit`, added to the n key rows j0 + [0, n) of a tile.
+template <class T>
+void alibi_tile(T* tile, const T* position, std::size_t j0, std::size_t n, T slope_unit) {
+    using Batch = xsimd::batch<T>;
+    const Batch minus_slope(-slope_unit);
+    for (std::size_t j = 0; j < n; ++j) {
+        const Batch key(T(j0 + j));
+        T* row = tile + j * kQueryBlock;
+        for (std::size_t q = 0; q < kQueryBlock; q += Batch::size) {
+            const Batch distance = xsimd::abs(Batch::load_unaligned(position + q) - key);
+            xsimd::fma(minus_slope, distance, Batch::load_unaligned(row + q)).store_unaligned(row + q);
+        }
+    }
+}
+
+// Sᵀ(j, ·) for keys j0 + [0, n): the scaled logits, soft-capped, plus ALiBi and the masks,
+// all times `unit` (1, or log2e for exp2), plus −inf where a query may not see the key.
 template <class T>
 void logits_tile(const detail::AttentionProblem<T>& p, const Task& t, Scratch<T>& s, std::size_t j0, std::size_t n,
                  T unit) {
     T* tile = s.tile.data();
+    const bool capped = p.softcap > 0;
     detail::tile_gemm<T, 2>(n, kQueryBlock, p.E, p.k->data() + p.k_offset[t.b] + j0 * p.E, p.E, std::size_t{1},
-                            s.qt.data(), kQueryBlock, tile, kQueryBlock, p.scale * unit, false);
+                            s.qt.data(), kQueryBlock, tile, kQueryBlock, capped ? p.scale : p.scale * unit, false);
+    if (capped) softcap_tile(tile, n, T(p.softcap), unit);
+    if (!p.slope.empty()) alibi_tile(tile, s.position.data(), j0, n, T(p.slope[t.b]) * unit);
     for (const auto& term : p.terms) {
         for (std::size_t r = 0; r < t.rows; ++r) {
             const T* m = term.values.data() + term.matrix_offset[t.b] + (t.i0 + r) * term.row_stride;
             for (std::size_t j = 0; j < n; ++j) tile[j * kQueryBlock + r] += m[(j0 + j) * term.column_stride] * unit;
         }
     }
-    if (j0 + n > t.min_end) {  // an edge tile of the causal rule or key lengths
+    if (j0 < t.max_begin || j0 + n > t.min_end) {  // an edge tile of the causal rule, key lengths or window
         const T ninf = -std::numeric_limits<T>::infinity();
         for (std::size_t r = 0; r < t.rows; ++r) {
+            for (std::size_t j = j0; j < std::min(s.begin[r], j0 + n); ++j) tile[(j - j0) * kQueryBlock + r] += ninf;
             for (std::size_t j = std::max(s.end[r], j0); j < j0 + n; ++j) tile[(j - j0) * kQueryBlock + r] += ninf;
         }
     }
@@ -239,10 +281,28 @@ void online_softmax(std::size_t n, Scratch<T>& s) {
     }
 }
 
+// Every query starts having seen nothing, or, with a sink σ, as if it had seen one key
+// whose logit is σ (times `unit`): the sink is in every denominator, never in the output.
 template <class T>
-void reset_softmax(Scratch<T>& s) {
-    std::fill(s.max.begin(), s.max.end(), -std::numeric_limits<T>::infinity());
-    std::fill(s.sum.begin(), s.sum.end(), T(0));
+void reset_softmax(const detail::AttentionProblem<T>& p, const Task& t, Scratch<T>& s, T unit) {
+    const bool sink = !p.sink.empty();
+    std::fill(s.max.begin(), s.max.end(), sink ? T(p.sink[t.b]) * unit : -std::numeric_limits<T>::infinity());
+    std::fill(s.sum.begin(), s.sum.end(), T(sink ? 1 : 0));
+}
+
+// Row r's log-sum-exp from the softmax state, in natural units: max and sum are in units
+// of `unit` (log2 when log2e). −inf when the row saw no key and there is no sink.
+template <class T>
+void store_lse(const detail::AttentionProblem<T>& p, const Task& t, const Scratch<T>& s, bool base2, T* lse) {
+    if (lse == nullptr) return;
+    T* row = lse + t.b * p.L + t.i0;
+    for (std::size_t r = 0; r < t.rows; ++r) {
+        if (base2) {
+            row[r] = (s.max[r] + std::log2(s.sum[r])) * T(0.693147180559945309417232121458176568);
+        } else {
+            row[r] = s.max[r] + std::log(s.sum[r]);
+        }
+    }
 }
 
 // Without sinks: the flash form. Per key tile the logits come in log2 units (scale·log2e
@@ -251,22 +311,23 @@ void reset_softmax(Scratch<T>& s) {
 // accumulates straight into the output, divided by the sums at the end (0 for a query
 // that saw no key: a zero row). Keys past the last visible one are never touched.
 template <class T>
-void flash_task(const detail::AttentionProblem<T>& p, const Task& t, T* out, Scratch<T>& s) {
+void flash_task(const detail::AttentionProblem<T>& p, const Task& t, T* out, T* lse, Scratch<T>& s) {
     T* o = out + (t.b * p.L + t.i0) * p.Ev;
     std::fill(o, o + t.rows * p.Ev, T(0));
-    reset_softmax(s);
+    reset_softmax(p, t, s, kLog2e<T>);
     pack_queries(p, t, s);
-    for (std::size_t j0 = 0; j0 < t.cols; j0 += kKeyBlock) {
+    for (std::size_t j0 = t.first; j0 < t.cols; j0 += kKeyBlock) {
         const std::size_t n = std::min(kKeyBlock, t.cols - j0);
         logits_tile(p, t, s, j0, n, kLog2e<T>);
         online_softmax<true, true>(n, s);
-        if (j0 > 0) {
+        if (j0 > t.first) {
             for (std::size_t r = 0; r < t.rows; ++r) {
                 if (s.factor[r] != T(1)) scale_row(o + r * p.Ev, p.Ev, s.factor[r]);
             }
         }
         add_pv(p, t, s.tile.data(), j0, n, o, true);
     }
+    store_lse(p, t, s, true, lse);
     for (std::size_t r = 0; r < t.rows; ++r) scale_row(o + r * p.Ev, p.Ev, s.sum[r] == T(0) ? T(0) : T(1) / s.sum[r]);
 }
 
@@ -286,25 +347,26 @@ void tile_to_rows(const Task& t, std::size_t S, const T* tile, std::size_t j0, s
 // output after it, keeps the float32 error at or below PyTorch's (bench/accuracy.py).
 // Scratch is the flash form's plus kQueryBlock × S rows per sink.
 template <class T>
-void full_rows_task(const detail::AttentionProblem<T>& p, const Task& t, T* out, Scratch<T>& s, ScoreSink* weights,
-                    ScoreSink* logits) {
+void full_rows_task(const detail::AttentionProblem<T>& p, const Task& t, T* out, T* lse, Scratch<T>& s,
+                    ScoreSink* weights, ScoreSink* logits) {
     using Batch = xsimd::batch<T>;
     constexpr std::size_t W = Batch::size;
     const T ninf = -std::numeric_limits<T>::infinity();
     T* o = out + (t.b * p.L + t.i0) * p.Ev;
     std::fill(o, o + t.rows * p.Ev, T(0));
-    reset_softmax(s);
+    reset_softmax(p, t, s, T(1));
     pack_queries(p, t, s);
-    for (std::size_t j0 = 0; j0 < t.cols; j0 += kKeyBlock) {
+    for (std::size_t j0 = t.first; j0 < t.cols; j0 += kKeyBlock) {
         logits_tile(p, t, s, j0, std::min(kKeyBlock, t.cols - j0), T(1));
         online_softmax<false, false>(std::min(kKeyBlock, t.cols - j0), s);
     }
+    store_lse(p, t, s, false, lse);
     for (std::size_t q = 0; q < kQueryBlock; q += W) {  // max → the shift, sum → its inverse
         const Batch max = Batch::load_unaligned(s.max.data() + q), sum = Batch::load_unaligned(s.sum.data() + q);
         xsimd::select(max == Batch(ninf), Batch(T(0)), max).store_unaligned(s.max.data() + q);
         xsimd::select(sum == Batch(T(0)), Batch(T(0)), Batch(T(1)) / sum).store_unaligned(s.sum.data() + q);
     }
-    for (std::size_t j0 = 0; j0 < t.cols; j0 += kKeyBlock) {
+    for (std::size_t j0 = t.first; j0 < t.cols; j0 += kKeyBlock) {
         const std::size_t n = std::min(kKeyBlock, t.cols - j0);
         logits_tile(p, t, s, j0, n, T(1));
         T* tile = s.tile.data();
@@ -320,15 +382,19 @@ void full_rows_task(const detail::AttentionProblem<T>& p, const Task& t, T* out,
         add_pv(p, t, tile, j0, n, o, true);
     }
     for (std::size_t r = 0; r < t.rows; ++r) {  // keys no query of the block sees
-        if (logits) std::fill(s.logit_rows.data() + r * p.S + t.cols, s.logit_rows.data() + (r + 1) * p.S, ninf);
-        if (weights) std::fill(s.weight_rows.data() + r * p.S + t.cols, s.weight_rows.data() + (r + 1) * p.S, T(0));
+        for (auto [rows, fill] : {std::pair{logits ? s.logit_rows.data() : nullptr, ninf},
+                                  std::pair{weights ? s.weight_rows.data() : nullptr, T(0)}}) {
+            if (rows == nullptr) continue;
+            std::fill(rows + r * p.S, rows + r * p.S + t.first, fill);
+            std::fill(rows + r * p.S + std::max(t.first, t.cols), rows + (r + 1) * p.S, fill);
+        }
     }
     if (logits) logits->write_rows(t.b, t.i0, t.rows, s.logit_rows.data());
     if (weights) weights->write_rows(t.b, t.i0, t.rows, s.weight_rows.data());
 }
 
 template <class T>
-void run_kernel(const detail::AttentionProblem<T>& p, T* out, ScoreSink* weights, ScoreSink* logits,
+void run_kernel(const detail::AttentionProblem<T>& p, T* out, T* lse, ScoreSink* weights, ScoreSink* logits,
                 const AttentionOptions& options) {
     const std::size_t blocks_per_matrix = (p.L + kQueryBlock - 1) / kQueryBlock;
     const std::size_t tasks = p.batches * blocks_per_matrix;
@@ -373,7 +439,9 @@ void run_kernel(const detail::AttentionProblem<T>& p, T* out, ScoreSink* weights
             s.tile.resize(kKeyBlock * kQueryBlock);
             s.weight_rows.resize(weights ? kQueryBlock * p.S : 0);
             s.logit_rows.resize(logits ? kQueryBlock * p.S : 0);
+            s.begin.resize(kQueryBlock);
             s.end.resize(kQueryBlock);
+            s.position.resize(kQueryBlock);
             for (auto* v : {&s.max, &s.sum, &s.factor}) v->resize(kQueryBlock);
         } catch (...) {
             fail();
@@ -384,9 +452,9 @@ void run_kernel(const detail::AttentionProblem<T>& p, T* out, ScoreSink* weights
             try {
                 const Task t = make_task(p, index, blocks_per_matrix, skip_hidden, s);
                 if (full_rows) {
-                    full_rows_task(p, t, out, s, weights, logits);
+                    full_rows_task(p, t, out, lse, s, weights, logits);
                 } else {
-                    flash_task(p, t, out, s);
+                    flash_task(p, t, out, lse, s);
                 }
                 const std::size_t now = done.fetch_add(1, std::memory_order_relaxed) + 1;
                 if (options.progress && omp_get_thread_num() == 0) options.progress(now, tasks);
@@ -401,24 +469,27 @@ void run_kernel(const detail::AttentionProblem<T>& p, T* out, ScoreSink* weights
 
 template <class T>
 Tensor attend(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options,
-              ScoreSink* weights, ScoreSink* logits) {
+              ScoreSink* weights, ScoreSink* logits, Tensor* lse) {
     const detail::AttentionProblem<T> p = detail::make_problem<T>(query, key, value, options);
     xt::xarray<T> out = xt::xarray<T>::from_shape(p.output_shape());
+    xt::xarray<T> row_lse = xt::xarray<T>::from_shape(lse ? p.lse_shape() : Shape{0});
     if (weights) weights->begin(dtype_of<T>::value, p.score_shape());
     if (logits) logits->begin(dtype_of<T>::value, p.score_shape());
-    run_kernel(p, out.data(), weights, logits, options);
+    run_kernel(p, out.data(), lse ? row_lse.data() : nullptr, weights, logits, options);
+    if (lse) *lse = Tensor(std::move(row_lse));
     return Tensor(std::move(out));
 }
 
 }  // namespace
 
 Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, const Tensor& value,
-                                    const AttentionOptions& options, ScoreSink* weights, ScoreSink* logits) {
+                                    const AttentionOptions& options, ScoreSink* weights, ScoreSink* logits,
+                                    Tensor* lse) {
     detail::check_result_memory(query, key, value, options, weights, logits);
     if (detail::compute_dtype(query, key, value, options) == DType::Float64) {
-        return attend<double>(query, key, value, options, weights, logits);
+        return attend<double>(query, key, value, options, weights, logits, lse);
     }
-    return attend<float>(query, key, value, options, weights, logits);
+    return attend<float>(query, key, value, options, weights, logits, lse);
 }
 
 }  // namespace attn

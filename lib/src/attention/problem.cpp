@@ -60,7 +60,8 @@ std::string three_shapes(const Shape& q, const Shape& k, const Shape& v) {
 Shapes check_shapes(const Shape& q, const Shape& k, const Shape& v) {
     for (auto [shape, arg] : {std::pair{&q, Arg::Query}, {&k, Arg::Key}, {&v, Arg::Value}}) {
         if (shape->size() < 2) {
-            throw Error(ErrorKind::Shape, arg, "expected rank >= 2 (…, length, features), found shape " + shape_to_string(*shape));
+            throw Error(ErrorKind::Shape, arg,
+                        "expected rank >= 2 (…, length, features), found shape " + shape_to_string(*shape));
         }
     }
     Shapes s;
@@ -90,9 +91,9 @@ Shapes check_shapes(const Shape& q, const Shape& k, const Shape& v) {
         // Zero key/value heads divide no query head count (and 0 % 0 is undefined).
         const bool grouped = r == 0 && bq.size() >= 1 && nkv != 0 && nq > nkv && nq % nkv == 0;
         if (!broadcast && !grouped) {
-            throw Error(ErrorKind::Shape, Arg::QueryKey, "batch dims do not broadcast and " + std::to_string(nkv) +
-                                     " key/value heads do not divide " + std::to_string(nq) + " query heads; " +
-                                     three_shapes(q, k, v));
+            throw Error(ErrorKind::Shape, Arg::QueryKey,
+                        "batch dims do not broadcast and " + std::to_string(nkv) + " key/value heads do not divide " +
+                            std::to_string(nq) + " query heads; " + three_shapes(q, k, v));
         }
         s.batch[rank - 1 - r] = grouped ? nq : broadcast_dim(nq, nkv);
     }
@@ -120,9 +121,9 @@ void check_padding_shape(const Shape& ps, const Shape& batch, std::size_t keys) 
     bool fits = !ps.empty() && ps.back() == keys && ps.size() - 1 <= batch.size();
     for (std::size_t d = 0; fits && d + 1 < ps.size(); ++d) fits = ps[d] == batch[d] || ps[d] == 1;
     if (!fits) {
-        throw Error(ErrorKind::Shape, Arg::KeyPaddingMask, "expected shape (batch…, S) with leading batch dims of " +
-                                              shape_to_string(batch) + " and S = " + std::to_string(keys) + ", found " +
-                                              shape_to_string(ps));
+        throw Error(ErrorKind::Shape, Arg::KeyPaddingMask,
+                    "expected shape (batch…, S) with leading batch dims of " + shape_to_string(batch) +
+                        " and S = " + std::to_string(keys) + ", found " + shape_to_string(ps));
     }
 }
 
@@ -159,6 +160,71 @@ xt::xarray<T> additive(const Tensor& mask, Arg subject, bool true_means_masked) 
     return mask.cast<T>();
 }
 
+// Query heads: dim −3 of the output, one head when the output has no batch dims. Per
+// head values (slopes, sinks) are laid out against these dims, so a rank-2 problem has
+// one head and takes values of shape (1,).
+Shape head_dims(const Shape& batch) { return batch.empty() ? Shape{1} : batch; }
+
+// ALiBi slopes (H,) or (batch…, H): dims aligned to the right with the output's batch
+// dims, the last one exactly H, the others equal or 1.
+void check_slopes_shape(const Shape& slopes, const Shape& batch) {
+    const Shape heads = head_dims(batch);
+    bool fits = !slopes.empty() && slopes.size() <= heads.size() && slopes.back() == heads.back();
+    for (std::size_t r = 1; fits && r < slopes.size(); ++r) {
+        const std::size_t d = slopes[slopes.size() - 1 - r];
+        fits = d == 1 || d == heads[heads.size() - 1 - r];
+    }
+    if (!fits) {
+        throw Error(ErrorKind::Shape, Arg::AlibiSlopes,
+                    "expected shape (H,) or (batch…, H) with H = " + std::to_string(heads.back()) +
+                        " query heads and batch dims of " + shape_to_string(heads) + ", found " +
+                        shape_to_string(slopes));
+    }
+}
+
+void check_sinks_shape(const Shape& sinks, const Shape& batch) {
+    const std::size_t heads = head_dims(batch).back();
+    if (sinks != Shape{heads}) {
+        throw Error(
+            ErrorKind::Shape, Arg::Sinks,
+            "expected shape (" + std::to_string(heads) + ",), one per query head, found " + shape_to_string(sinks));
+    }
+}
+
+// The values of a per-head tensor for every flat batch index, in float64; each must be
+// finite.
+std::vector<double> per_matrix_values(const Tensor& values, const Shape& batch, Arg arg) {
+    const Shape heads = head_dims(batch);
+    const Shape dims = values.shape();
+    const std::vector<std::size_t> offset = matrix_offsets(heads, dims, heads.size() - dims.size(), 1);
+    const ValuesAs<double> data(values);
+    for (std::size_t i = 0; i < data->size(); ++i) {
+        if (!std::isfinite(data.data()[i])) {
+            throw Error(
+                ErrorKind::Value, arg,
+                "expected finite values, found " + std::to_string(data.data()[i]) + " at index " + std::to_string(i));
+        }
+    }
+    std::vector<double> out(offset.size());
+    for (std::size_t b = 0; b < offset.size(); ++b) out[b] = data.data()[offset[b]];
+    return out;
+}
+
+void check_variant_values(const AttentionOptions& options) {
+    if (options.window && (options.window->left < -1 || options.window->right < -1)) {
+        throw Error(ErrorKind::Value, Arg::Window,
+                    "expected LEFT,RIGHT each >= -1 (-1: unbounded), found " + std::to_string(options.window->left) +
+                        "," + std::to_string(options.window->right));
+    }
+    if (options.softcap && !(std::isfinite(*options.softcap) && *options.softcap > 0)) {
+        throw Error(ErrorKind::Value, Arg::Softcap,
+                    "expected a finite number > 0, found " + std::to_string(*options.softcap));
+    }
+    if (options.alibi && options.alibi_slopes) {
+        throw Error(ErrorKind::Usage, Arg::Alibi, "the paper's slopes and given slopes cannot both be used");
+    }
+}
+
 }  // namespace
 
 DType compute_dtype(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options) {
@@ -182,6 +248,8 @@ Shape check_attention_shapes(const Shape& query, const Shape& key, const Shape& 
     if (options.mask) check_mask_shape(options.mask->shape(), scores);
     if (options.key_padding_mask) check_padding_shape(options.key_padding_mask->shape(), s.batch, s.S);
     check_key_lengths(options.key_lengths, s.batch, s.S);
+    if (options.alibi_slopes) check_slopes_shape(options.alibi_slopes->shape(), s.batch);
+    if (options.sinks) check_sinks_shape(options.sinks->shape(), s.batch);
     Shape out = s.batch;
     out.push_back(s.L);
     out.push_back(s.Ev);
@@ -243,6 +311,16 @@ AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const T
     const double default_scale = s.E == 0 ? 1.0 : 1.0 / std::sqrt(static_cast<double>(s.E));
     p.scale = static_cast<T>(options.scale ? *options.scale : default_scale);
     p.causal = options.causal;
+    check_variant_values(options);
+    p.window = options.window;
+    p.softcap = options.softcap.value_or(0.0);
+    if (options.alibi) {
+        const std::vector<double> slopes = alibi_slopes(head_dims(s.batch).back());
+        p.slope.resize(p.batches);
+        for (std::size_t b = 0; b < p.batches; ++b) p.slope[b] = slopes[b % slopes.size()];
+    }
+    if (options.alibi_slopes) p.slope = per_matrix_values(*options.alibi_slopes, s.batch, Arg::AlibiSlopes);
+    if (options.sinks) p.sink = per_matrix_values(*options.sinks, s.batch, Arg::Sinks);
     const Shape scores = p.score_shape();
 
     if (options.mask) {
@@ -285,3 +363,19 @@ template AttentionProblem<double> make_problem<double>(const Tensor&, const Tens
                                                        const AttentionOptions&);
 
 }  // namespace attn::detail
+
+namespace attn {
+
+std::vector<double> alibi_slopes(std::size_t heads) {
+    if (heads == 0) return {};
+    std::size_t n = 1;
+    while (n * 2 <= heads) n *= 2;  // the largest power of two not above H
+    std::vector<double> slopes;
+    for (std::size_t h = 0; h < n; ++h) slopes.push_back(std::exp2(-8.0 * double(h + 1) / double(n)));
+    for (std::size_t h = 0; slopes.size() < heads; h += 2) {
+        slopes.push_back(std::exp2(-8.0 * double(h + 1) / double(2 * n)));
+    }
+    return slopes;
+}
+
+}  // namespace attn

@@ -1,14 +1,19 @@
 // Internal: an attention call validated and laid out for the kernels.
 //
 // make_problem checks every shape once, converts the inputs to the compute type and
-// turns broadcasting, grouped-query heads, masks, key padding, key lengths and the causal
-// rule into per-matrix offsets and per-row visible key ranges, so that the kernels
-// (reference and fast) only walk plain row-major matrices.
+// turns broadcasting, grouped-query heads, masks, key padding, key lengths, the causal
+// rule and the window into per-matrix offsets and per-row visible key ranges, and ALiBi
+// slopes and sinks into per-matrix values, so that the kernels (reference and fast) only
+// walk plain row-major matrices.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <vector>
+
+#include <cmath>
 
 #include <xtensor/xarray.hpp>
 
@@ -37,18 +42,36 @@ struct AttentionProblem {
     Causal causal = Causal::None;
     std::vector<AdditiveTerm<T>> terms;
     std::vector<std::size_t> key_length;  // per flat batch index: keys at or past it are ignored
+    std::optional<Window> window;
+    double softcap = 0;         // 0: none
+    std::vector<double> slope;  // ALiBi slope per flat batch index; empty: no ALiBi
+    std::vector<double> sink;   // sink logit per flat batch index; empty: no sinks
 
-    // Query row i of matrix b may attend only keys [0, visible_end(b, i)) (causal rule and
-    // key lengths); masks may hide more of them.
-    std::size_t visible_end(std::size_t b, std::size_t i) const {
-        std::size_t end = key_length[b];
-        if (causal == Causal::TopLeft) {
-            end = std::min(end, i + 1);
-        } else if (causal == Causal::BottomRight) {
-            // i + S − L + 1 keys, none when that is not positive.
-            end = i + S + 1 <= L ? 0 : std::min(end, i + S + 1 - L);
-        }
-        return end;
+    struct KeyRange {
+        std::size_t begin = 0, end = 0;  // empty when end <= begin
+    };
+    // Query row i of matrix b may attend only keys [begin, end) (causal rule, key lengths,
+    // window); masks may hide more of them. An empty range has begin == end.
+    KeyRange visible_keys(std::size_t b, std::size_t i) const {
+        // Positions are signed: p_i = i + S − L is negative for the first queries when L > S.
+        const std::int64_t position = std::int64_t(i) + std::int64_t(S) - std::int64_t(L);
+        std::int64_t begin = 0, end = std::int64_t(key_length[b]);
+        if (causal == Causal::TopLeft) end = std::min(end, std::int64_t(i) + 1);
+        if (causal == Causal::BottomRight) end = std::min(end, position + 1);
+        if (window && window->left >= 0) begin = std::max(begin, position - window->left);
+        if (window && window->right >= 0) end = std::min(end, position + window->right + 1);
+        if (end <= begin) return {0, 0};
+        return {std::size_t(begin), std::size_t(end)};
+    }
+    // Whether any rule hides keys by position (the kernel skips what they hide).
+    bool hides_keys() const {
+        return causal != Causal::None || window.has_value() ||
+               std::any_of(key_length.begin(), key_length.end(), [&](std::size_t n) { return n < S; });
+    }
+    // The ALiBi bias of query i and key j of matrix b: −slope·|p_i − j|.
+    double alibi_bias(std::size_t b, std::size_t i, std::size_t j) const {
+        const double distance = double(i) + double(S) - double(L) - double(j);
+        return -slope[b] * std::abs(distance);
     }
     Shape score_shape() const {
         Shape s = batch_shape;
@@ -60,6 +83,11 @@ struct AttentionProblem {
         Shape s = batch_shape;
         s.push_back(L);
         s.push_back(Ev);
+        return s;
+    }
+    Shape lse_shape() const {
+        Shape s = batch_shape;
+        s.push_back(L);
         return s;
     }
 };

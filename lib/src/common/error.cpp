@@ -14,6 +14,12 @@ std::string_view arg_name(Arg arg) noexcept {
         case Arg::KeyPaddingMask: return "key_padding_mask";
         case Arg::KeyLengths: return "key_lengths";
         case Arg::Scale: return "scale";
+        case Arg::Window: return "window";
+        case Arg::Softcap: return "softcap";
+        case Arg::Alibi: return "alibi";
+        case Arg::AlibiSlopes: return "alibi_slopes";
+        case Arg::Sinks: return "sinks";
+        case Arg::Lse: return "lse";
         case Arg::Output: return "output";
         case Arg::Weights: return "weights";
         case Arg::Logits: return "logits";

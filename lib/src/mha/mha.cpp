@@ -579,7 +579,7 @@ private:
 // Runs the kernel once on every head. Weights and logits go to the caller's sinks as the
 // rows come, through the adapters the unbatched shape and the head average need.
 Tensor attend_heads(const Tensor& qh, const Tensor& kh, const Tensor& vh, const AttentionOptions& attention,
-                    const MhaDims& d, bool average_heads, ScoreSink* weights, ScoreSink* logits) {
+                    const MhaDims& d, bool average_heads, ScoreSink* weights, ScoreSink* logits, Tensor* lse) {
     std::optional<HeadAverageSink> average;
     std::optional<UnbatchedSink> unbatched_weights, unbatched_logits;
     auto adapt = [&](ScoreSink* sink, std::optional<UnbatchedSink>& unbatched) -> ScoreSink* {
@@ -589,8 +589,14 @@ Tensor attend_heads(const Tensor& qh, const Tensor& kh, const Tensor& vh, const 
     ScoreSink* to_weights =
         weights && average_heads ? &average.emplace(*weights, d.unbatched) : adapt(weights, unbatched_weights);
     ScoreSink* to_logits = adapt(logits, unbatched_logits);
-    Tensor out = scaled_dot_product_attention(qh, kh, vh, attention, to_weights, to_logits);
+    Tensor out = scaled_dot_product_attention(qh, kh, vh, attention, to_weights, to_logits, lse);
     if (average) average->finish();
+    if (lse && d.unbatched) {  // (1, H, L) -> (H, L)
+        *lse = lse->visit([&](const auto& a) {
+            using T = typename std::decay_t<decltype(a)>::value_type;
+            return Tensor(xt::xarray<T>(xt::reshape_view(a, {d.heads, d.l})));
+        });
+    }
     return out;
 }
 
@@ -605,7 +611,7 @@ Tensor merge_heads(const Tensor& heads_out, const MhaWeights& w, const MhaDims& 
 
 template <class T>
 Tensor compute(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& w,
-               const MhaOptions& options, ScoreSink* weights, ScoreSink* logits) {
+               const MhaOptions& options, ScoreSink* weights, ScoreSink* logits, Tensor* lse) {
     MhaDims d = check_heads(w, options);
     check_inputs(query, key, value, w, d);
     const detail::BlasThreads blas_threads(options.attention.threads);
@@ -615,7 +621,7 @@ Tensor compute(const Tensor& query, const Tensor& key, const Tensor& value, cons
     const Tensor kh = split_heads(p.k, d, s_all, d.kv_heads);
     const Tensor vh = split_heads(p.v, d, s_all, d.kv_heads);
     const AttentionOptions attention = head_options(options.attention, d, p.extra, dtype_of<T>::value);
-    const Tensor heads_out = attend_heads(qh, kh, vh, attention, d, options.average_heads, weights, logits);
+    const Tensor heads_out = attend_heads(qh, kh, vh, attention, d, options.average_heads, weights, logits, lse);
     return merge_heads<T>(heads_out, w, d);
 }
 
@@ -648,15 +654,15 @@ Tensor linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>
 }
 
 MhaResult multi_head_attention(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& layer,
-                               const MhaOptions& options, ScoreSink* weights, ScoreSink* logits) {
+                               const MhaOptions& options, ScoreSink* weights, ScoreSink* logits, Tensor* lse) {
     if (query.rank() != 2 && query.rank() != 3) {
         throw Error(ErrorKind::Shape, Arg::Query,
                     "expected (N, L, E) or unbatched (L, E), found " + shape_to_string(query.shape()));
     }
     if (detail::compute_dtype(query, key, value, options.attention) == DType::Float64) {
-        return {compute<double>(query, key, value, layer, options, weights, logits)};
+        return {compute<double>(query, key, value, layer, options, weights, logits, lse)};
     }
-    return {compute<float>(query, key, value, layer, options, weights, logits)};
+    return {compute<float>(query, key, value, layer, options, weights, logits, lse)};
 }
 
 }  // namespace attn
