@@ -87,20 +87,32 @@ public:
     }
 };
 
+// A ScoreSink whose float and double rows both go to one member template of Derived,
+// write_block<T>(matrix, row_begin, row_count, values), instantiated for float and double.
+template <class Derived>
+class TypedScoreSink : public ScoreSink {
+public:
+    void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const float* values) final {
+        static_cast<Derived*>(this)->write_block(matrix, row_begin, row_count, values);
+    }
+    void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const double* values) final {
+        static_cast<Derived*>(this)->write_block(matrix, row_begin, row_count, values);
+    }
+};
+
 // A ScoreSink that collects everything into one tensor.
-class TensorScoreSink final : public ScoreSink {
+class TensorScoreSink final : public TypedScoreSink<TensorScoreSink> {
 public:
     void begin(DType dtype, const Shape& shape) override;
-    void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const float* values) override;
-    void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const double* values) override;
     Tensor& tensor() noexcept { return tensor_; }
     std::size_t bytes_to_hold(DType dtype, const Shape& shape) const override {
         return checked_element_count(shape, "scores") * dtype_size(dtype);
     }
 
 private:
+    friend class TypedScoreSink<TensorScoreSink>;
     template <class T>
-    void copy_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const T* values);
+    void write_block(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const T* values);
 
     Tensor tensor_;
     std::size_t matrix_size_ = 0;

@@ -19,7 +19,7 @@
 
 namespace attn {
 
-class StreamingScoreWriter final : public ScoreSink {
+class StreamingScoreWriter final : public TypedScoreSink<StreamingScoreWriter> {
 public:
     // `out` must outlive the writer; `name` is what errors call the output.
     StreamingScoreWriter(io::ByteSink& out, io::Format format, io::JsonLayout layout, std::string name);
@@ -28,14 +28,13 @@ public:
     static bool streams(io::Format format) noexcept { return format == io::Format::Npy || format == io::Format::Json; }
 
     void begin(DType dtype, const Shape& shape) override;
-    void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const float* values) override;
-    void write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const double* values) override;
     // Wakes every block waiting for its turn; they throw, and so does every later call.
     void cancel() noexcept override;
     // After the computation: checks that every row came, then writes the end of the file.
     void finish();
 
 private:
+    friend class TypedScoreSink<StreamingScoreWriter>;
     template <class T>
     void write_block(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const T* values);
     [[noreturn]] void throw_cancelled() const;  // the write error if there was one

@@ -13,19 +13,12 @@ void TensorScoreSink::begin(DType dtype, const Shape& shape) {
 }
 
 template <class T>
-void TensorScoreSink::copy_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const T* values) {
+void TensorScoreSink::write_block(std::size_t matrix, std::size_t row_begin, std::size_t row_count, const T* values) {
     T* out = tensor_.values<T>().data() + matrix * matrix_size_ + row_begin * row_size_;
     std::copy(values, values + row_count * row_size_, out);
 }
 
-void TensorScoreSink::write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count,
-                                 const float* values) {
-    copy_rows(matrix, row_begin, row_count, values);
-}
-
-void TensorScoreSink::write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count,
-                                 const double* values) {
-    copy_rows(matrix, row_begin, row_count, values);
-}
+template void TensorScoreSink::write_block<float>(std::size_t, std::size_t, std::size_t, const float*);
+template void TensorScoreSink::write_block<double>(std::size_t, std::size_t, std::size_t, const double*);
 
 }  // namespace attn

@@ -76,16 +76,6 @@ void StreamingScoreWriter::write_block(std::size_t matrix, std::size_t row_begin
     turn_.notify_all();
 }
 
-void StreamingScoreWriter::write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count,
-                                      const float* values) {
-    write_block(matrix, row_begin, row_count, values);
-}
-
-void StreamingScoreWriter::write_rows(std::size_t matrix, std::size_t row_begin, std::size_t row_count,
-                                      const double* values) {
-    write_block(matrix, row_begin, row_count, values);
-}
-
 void StreamingScoreWriter::cancel() noexcept {
     {
         const std::lock_guard<std::mutex> lock(mutex_);
@@ -108,5 +98,8 @@ void StreamingScoreWriter::finish() {
     }
     if (!whole_ && format_ == io::Format::Json) out_.write(io::detail::json_close(shape_, layout_));
 }
+
+template void StreamingScoreWriter::write_block<float>(std::size_t, std::size_t, std::size_t, const float*);
+template void StreamingScoreWriter::write_block<double>(std::size_t, std::size_t, std::size_t, const double*);
 
 }  // namespace attn
