@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <limits>
 #include <optional>
 #include <set>
@@ -82,6 +83,21 @@ std::string quote_for_message(std::string_view text) {
         }
     }
     return out + "\"";
+}
+
+// "bool, int8, ..., float32 or float64": every dtype's name, in the order of DType.
+std::string dtype_names() {
+    static constexpr std::string_view kNames[] = {
+#define ATTN_DTYPE_NAME(enumerator, type, name, ...) name,
+        ATTN_DTYPES(ATTN_DTYPE_NAME)
+#undef ATTN_DTYPE_NAME
+    };
+    std::string names;
+    for (std::size_t i = 0; i < std::size(kNames); ++i) {
+        if (i > 0) names += i + 1 < std::size(kNames) ? ", " : " or ";
+        names += kNames[i];
+    }
+    return names;
 }
 
 // A reader over the whole text with an explicit position. Errors name the place in the
@@ -815,9 +831,7 @@ private:
         const std::string text = read_string();
         const std::optional<DType> dtype = dtype_from_name(text);
         if (!dtype) {
-            fail(at, "unknown dtype " + quote_for_message(text) +
-                         " (expected bool, int8, int16, int32, int64, uint8, uint16, uint32, uint64, float32 or "
-                         "float64)");
+            fail(at, "unknown dtype " + quote_for_message(text) + " (expected " + dtype_names() + ")");
         }
         return *dtype;
     }

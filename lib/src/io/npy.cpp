@@ -1,6 +1,7 @@
 // .npy reading and writing (docs/formats.md, numpy/lib/format.py).
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <optional>
 
 #include "attn/io.hpp"
@@ -17,6 +18,30 @@ constexpr char kMagic[] = "\x93NUMPY";
 constexpr std::size_t kMagicSize = 6;
 
 [[noreturn]] void fail(const std::string& name, const std::string& what) { throw Error(ErrorKind::Format, name, what); }
+
+// Each DType's descr in a .npy header: its kind letter and item size, in DType order.
+struct NpyDType {
+    DType dtype;
+    char kind;
+    std::size_t size;
+};
+constexpr NpyDType kNpyDTypes[] = {
+#define ATTN_NPY_DTYPE(enumerator, type, name, npy_kind, ...) {DType::enumerator, npy_kind, sizeof(type)},
+    ATTN_DTYPES(ATTN_NPY_DTYPE)
+#undef ATTN_NPY_DTYPE
+};
+
+bool is_npy_kind(char kind) {
+    return std::any_of(std::begin(kNpyDTypes), std::end(kNpyDTypes), [&](const NpyDType& d) { return d.kind == kind; });
+}
+
+// The DType a descr of this kind and item size decodes to without conversion.
+std::optional<DType> dtype_of_descr(char kind, std::size_t size) {
+    for (const NpyDType& d : kNpyDTypes) {
+        if (d.kind == kind && d.size == size) return d.dtype;
+    }
+    return std::nullopt;
+}
 
 // A tokenizer for the Python dict literal of an npy header:
 // {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
@@ -45,8 +70,8 @@ public:
                 once(seen_shape, key);
                 header.shape = parse_shape();
             } else {
-                fail(name_,
-                     "npy header: unexpected key '" + detail::printable(key) + "' (expected descr, fortran_order, shape)");
+                fail(name_, "npy header: unexpected key '" + detail::printable(key) +
+                                "' (expected descr, fortran_order, shape)");
             }
             skip_space();
             if (peek() == ',') {
@@ -157,42 +182,17 @@ private:
             !std::all_of(size_text.begin(), size_text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
             return unsupported("malformed item size");
         }
-        const int size = std::stoi(size_text);
+        const auto size = static_cast<std::size_t>(std::stoi(size_text));
         ElementEncoding e;
-        e.item_size = static_cast<std::size_t>(size);
+        e.item_size = size;
         e.big_endian = order == '>';
-        std::optional<DType> dtype;
-        switch (kind) {
-            case 'b':
-                if (size == 1) dtype = DType::Bool;
-                break;
-            case 'i':
-                dtype = size == 1   ? DType::Int8
-                        : size == 2 ? DType::Int16
-                        : size == 4 ? DType::Int32
-                        : size == 8 ? DType::Int64
-                                    : std::optional<DType>();
-                break;
-            case 'u':
-                dtype = size == 1   ? DType::UInt8
-                        : size == 2 ? DType::UInt16
-                        : size == 4 ? DType::UInt32
-                        : size == 8 ? DType::UInt64
-                                    : std::optional<DType>();
-                break;
-            case 'f':
-                if (size == 2) {
-                    dtype = DType::Float32;
-                    e.half = ElementEncoding::Half::Float16;
-                } else if (size == 4) {
-                    dtype = DType::Float32;
-                } else if (size == 8) {
-                    dtype = DType::Float64;
-                }
-                break;
-            default: return unsupported("unknown kind");
+        if (kind == 'f' && size == 2) {
+            e.dtype = DType::Float32;
+            e.half = ElementEncoding::Half::Float16;
+            return e;
         }
-        if (!dtype) return unsupported("unsupported item size");
+        const std::optional<DType> dtype = dtype_of_descr(kind, size);
+        if (!dtype) return unsupported(is_npy_kind(kind) ? "unsupported item size" : "unknown kind");
         e.dtype = *dtype;
         return e;
     }
@@ -203,14 +203,10 @@ private:
 };
 
 std::string descr_of(DType dtype) {
-    switch (dtype) {
-        case DType::Bool: return "|b1";
-        case DType::Int8: return "|i1";
-        case DType::UInt8: return "|u1";
-        default: break;
-    }
-    const char kind = is_floating(dtype) ? 'f' : (dtype >= DType::UInt8 ? 'u' : 'i');
-    return std::string("<") + kind + std::to_string(dtype_size(dtype));
+    const std::size_t size = dtype_size(dtype);
+    // One-byte items have no byte order: numpy writes '|' for them.
+    return (size == 1 ? "|" : "<") + std::string(1, kNpyDTypes[static_cast<std::size_t>(dtype)].kind) +
+           std::to_string(size);
 }
 
 }  // namespace

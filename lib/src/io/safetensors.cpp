@@ -6,7 +6,6 @@
 // spanning the bytes its dtype and shape need. Every allocation is therefore bounded by
 // the file size.
 #include <algorithm>
-#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -41,22 +40,16 @@ constexpr ElementEncoding plain(DType dtype, std::size_t item_size) {
     return ElementEncoding{dtype, item_size, false, ElementEncoding::Half::None};
 }
 
-// The writer uses the first entry of each DType.
-const std::array<SafetensorsDType, 13> kDTypes = {{
-    {"BOOL", plain(DType::Bool, 1)},
-    {"I8", plain(DType::Int8, 1)},
-    {"I16", plain(DType::Int16, 2)},
-    {"I32", plain(DType::Int32, 4)},
-    {"I64", plain(DType::Int64, 8)},
-    {"U8", plain(DType::UInt8, 1)},
-    {"U16", plain(DType::UInt16, 2)},
-    {"U32", plain(DType::UInt32, 4)},
-    {"U64", plain(DType::UInt64, 8)},
-    {"F32", plain(DType::Float32, 4)},
-    {"F64", plain(DType::Float64, 8)},
+// Every DType under its own name, then the half-precision ones, which are read widened
+// to float32. The writer uses the first entry of each DType.
+#define ATTN_SAFETENSORS_DTYPE(enumerator, type, name, npy_kind, safetensors_name) \
+    {safetensors_name, plain(DType::enumerator, sizeof(type))},
+const SafetensorsDType kDTypes[] = {
+    ATTN_DTYPES(ATTN_SAFETENSORS_DTYPE)  // BOOL, I8, ..., F64
     {"F16", ElementEncoding{DType::Float32, 2, false, ElementEncoding::Half::Float16}},
     {"BF16", ElementEncoding{DType::Float32, 2, false, ElementEncoding::Half::BFloat16}},
-}};
+};
+#undef ATTN_SAFETENSORS_DTYPE
 
 const SafetensorsDType* find_dtype(std::string_view name) {
     for (const auto& d : kDTypes) {
@@ -80,7 +73,6 @@ std::string supported_dtypes() {
     }
     return out;
 }
-
 
 [[noreturn]] void fail(const std::string& name, const std::string& what) { throw Error(ErrorKind::Format, name, what); }
 
@@ -112,7 +104,8 @@ public:
                 if (depth == 1) entry_ = key;
                 if (!keys_.empty() && !keys_.back().insert(key).second) {
                     if (depth == 1) fail(name_, "header names " + detail::quoted(key) + " twice");
-                    fail(name_, "header entry " + detail::quoted(entry_) + " has the key " + detail::quoted(key) + " twice");
+                    fail(name_,
+                         "header entry " + detail::quoted(entry_) + " has the key " + detail::quoted(key) + " twice");
                 }
                 break;
             }
