@@ -6,6 +6,7 @@
 
 #include "attn/io.hpp"
 #include "common/text.hpp"
+#include "io/format_error.hpp"
 #include "io/npy_header.hpp"
 
 namespace attn::io {
@@ -13,11 +14,10 @@ namespace {
 
 using detail::ElementEncoding;
 using detail::NpyHeader;
+using detail::throw_format_error;
 
 constexpr char kMagic[] = "\x93NUMPY";
 constexpr std::size_t kMagicSize = 6;
-
-[[noreturn]] void fail(const std::string& name, const std::string& what) { throw Error(ErrorKind::Format, name, what); }
 
 // Each DType's descr in a .npy header: its kind letter and item size, in DType order.
 struct NpyDType {
@@ -61,7 +61,9 @@ public:
             if (key == "descr") {
                 once(seen_descr, key);
                 skip_space();
-                if (peek() == '[') fail(name_, "npy header: structured dtypes (descr is a list) are not supported");
+                if (peek() == '[') {
+                    throw_format_error(name_, "npy header: structured dtypes (descr is a list) are not supported");
+                }
                 header.encoding = parse_descr(parse_string("descr"));
             } else if (key == "fortran_order") {
                 once(seen_order, key);
@@ -70,23 +72,25 @@ public:
                 once(seen_shape, key);
                 header.shape = parse_shape();
             } else {
-                fail(name_, "npy header: unexpected key '" + detail::printable(key) +
-                                "' (expected descr, fortran_order, shape)");
+                throw_format_error(name_, "npy header: unexpected key '" + detail::printable(key) +
+                                              "' (expected descr, fortran_order, shape)");
             }
             skip_space();
             if (peek() == ',') {
                 ++pos_;
                 continue;
             }
-            if (peek() != '}') fail(name_, "npy header: expected ',' or '}' at offset " + std::to_string(pos_));
+            if (peek() != '}') {
+                throw_format_error(name_, "npy header: expected ',' or '}' at offset " + std::to_string(pos_));
+            }
         }
         ++pos_;
         for (auto [seen, key] :
              {std::pair{seen_descr, "descr"}, {seen_order, "fortran_order"}, {seen_shape, "shape"}}) {
-            if (!seen) fail(name_, std::string("npy header: missing key '") + key + "'");
+            if (!seen) throw_format_error(name_, std::string("npy header: missing key '") + key + "'");
         }
         skip_space();
-        if (pos_ != text_.size()) fail(name_, "npy header: unexpected text after the dictionary");
+        if (pos_ != text_.size()) throw_format_error(name_, "npy header: unexpected text after the dictionary");
         return header;
     }
 
@@ -102,22 +106,25 @@ private:
     void expect(char c) {
         skip_space();
         if (peek() != c) {
-            fail(name_, std::string("npy header: expected '") + c + "' at offset " + std::to_string(pos_));
+            throw_format_error(name_,
+                               std::string("npy header: expected '") + c + "' at offset " + std::to_string(pos_));
         }
         ++pos_;
     }
 
     void once(bool& seen, const std::string& key) {
-        if (seen) fail(name_, "npy header: duplicate key '" + key + "'");
+        if (seen) throw_format_error(name_, "npy header: duplicate key '" + key + "'");
         seen = true;
     }
 
     std::string parse_string(const char* what) {
         skip_space();
         const char quote = peek();
-        if (quote != '\'' && quote != '"') fail(name_, std::string("npy header: expected a quoted string for ") + what);
+        if (quote != '\'' && quote != '"') {
+            throw_format_error(name_, std::string("npy header: expected a quoted string for ") + what);
+        }
         const std::size_t end = text_.find(quote, pos_ + 1);
-        if (end == std::string_view::npos) fail(name_, "npy header: unterminated string");
+        if (end == std::string_view::npos) throw_format_error(name_, "npy header: unterminated string");
         std::string s(text_.substr(pos_ + 1, end - pos_ - 1));
         pos_ = end + 1;
         return s;
@@ -131,7 +138,7 @@ private:
                 return value;
             }
         }
-        fail(name_, "npy header: fortran_order must be True or False");
+        throw_format_error(name_, "npy header: fortran_order must be True or False");
     }
 
     Shape parse_shape() {
@@ -140,12 +147,16 @@ private:
         while (true) {
             skip_space();
             if (peek() == ')') break;
-            if (peek() == '-') fail(name_, "npy header: negative dimension in shape");
-            if (peek() < '0' || peek() > '9') fail(name_, "npy header: shape must be a tuple of non-negative integers");
+            if (peek() == '-') throw_format_error(name_, "npy header: negative dimension in shape");
+            if (peek() < '0' || peek() > '9') {
+                throw_format_error(name_, "npy header: shape must be a tuple of non-negative integers");
+            }
             std::size_t value = 0;
             while (peek() >= '0' && peek() <= '9') {
                 const auto digit = static_cast<std::size_t>(peek() - '0');
-                if (value > (SIZE_MAX - digit) / 10) fail(name_, "npy header: dimension in shape overflows");
+                if (value > (SIZE_MAX - digit) / 10) {
+                    throw_format_error(name_, "npy header: dimension in shape overflows");
+                }
                 value = value * 10 + digit;
                 ++pos_;
             }
@@ -156,17 +167,17 @@ private:
                 ++pos_;
                 continue;
             }
-            if (peek() != ')') fail(name_, "npy header: expected ',' or ')' in shape");
+            if (peek() != ')') throw_format_error(name_, "npy header: expected ',' or ')' in shape");
         }
         ++pos_;
-        if (shape.size() > 64) fail(name_, "npy header: shape has more than 64 dimensions");
+        if (shape.size() > 64) throw_format_error(name_, "npy header: shape has more than 64 dimensions");
         return shape;
     }
 
     ElementEncoding parse_descr(const std::string& descr) {
         auto unsupported = [&](const std::string& why) -> ElementEncoding {
-            fail(name_, "unsupported dtype '" + detail::printable(descr) + "' (" + why +
-                            "); expected bool, int8-64, uint8-64, float16, float32 or float64");
+            throw_format_error(name_, "unsupported dtype '" + detail::printable(descr) + "' (" + why +
+                                          "); expected bool, int8-64, uint8-64, float16, float32 or float64");
         };
         if (descr.size() < 2) return unsupported("malformed descr");
         const char order = descr[0];
@@ -251,30 +262,30 @@ Tensor decode_npy(std::string_view bytes, const std::string& name) {
 namespace attn::detail {
 
 NpyHeader parse_npy_header(std::string_view prefix, std::size_t file_size, const std::string& name) {
-    if (file_size == 0) io::fail(name, "file is empty (expected an npy file)");
+    if (file_size == 0) throw_format_error(name, "file is empty (expected an npy file)");
     if (prefix.size() < io::kMagicSize || std::memcmp(prefix.data(), io::kMagic, io::kMagicSize) != 0) {
-        io::fail(name, "not an npy file (bad magic; expected \\x93NUMPY)");
+        throw_format_error(name, "not an npy file (bad magic; expected \\x93NUMPY)");
     }
-    if (prefix.size() < 8) io::fail(name, "npy header truncated (file ends after the magic)");
+    if (prefix.size() < 8) throw_format_error(name, "npy header truncated (file ends after the magic)");
     const auto major = static_cast<unsigned char>(prefix[6]);
     const auto minor = static_cast<unsigned char>(prefix[7]);
     if (major < 1 || major > 3 || minor != 0) {
-        io::fail(name, "unsupported npy version " + std::to_string(major) + "." + std::to_string(minor) +
-                           " (expected 1.0, 2.0 or 3.0)");
+        throw_format_error(name, "unsupported npy version " + std::to_string(major) + "." + std::to_string(minor) +
+                                     " (expected 1.0, 2.0 or 3.0)");
     }
     const std::size_t length_size = major == 1 ? 2 : 4;
-    if (prefix.size() < 8 + length_size) io::fail(name, "npy header truncated (no header length)");
+    if (prefix.size() < 8 + length_size) throw_format_error(name, "npy header truncated (no header length)");
     const std::size_t header_len = load_le(prefix.data() + 8, length_size);
     if (header_len > kNpyMaxHeaderSize) {
-        io::fail(name, "npy header length " + std::to_string(header_len) + " is over the cap of " +
-                           std::to_string(kNpyMaxHeaderSize) + " bytes");
+        throw_format_error(name, "npy header length " + std::to_string(header_len) + " is over the cap of " +
+                                     std::to_string(kNpyMaxHeaderSize) + " bytes");
     }
     const std::size_t data_offset = 8 + length_size + header_len;
     if (data_offset > file_size) {
-        io::fail(name, "npy header length " + std::to_string(header_len) + " runs past the end of the file (" +
-                           std::to_string(file_size) + " bytes)");
+        throw_format_error(name, "npy header length " + std::to_string(header_len) +
+                                     " runs past the end of the file (" + std::to_string(file_size) + " bytes)");
     }
-    if (data_offset > prefix.size()) io::fail(name, "npy header truncated");
+    if (data_offset > prefix.size()) throw_format_error(name, "npy header truncated");
     std::string_view text = prefix.substr(8 + length_size, header_len);
     NpyHeader header = io::HeaderParser(text, name).parse();
     header.data_offset = data_offset;
@@ -288,9 +299,9 @@ NpyHeader parse_npy_header(std::string_view prefix, std::size_t file_size, const
 void check_npy_data_size(const NpyHeader& header, std::size_t file_size, const std::string& name) {
     const std::size_t have = file_size - header.data_offset;
     if (have != header.data_size) {
-        io::fail(name, "npy data is " + std::to_string(have) + " bytes, shape " + shape_to_string(header.shape) +
-                           " needs " + std::to_string(header.data_size) +
-                           (have < header.data_size ? " (truncated)" : " (trailing bytes)"));
+        throw_format_error(name, "npy data is " + std::to_string(have) + " bytes, shape " +
+                                     shape_to_string(header.shape) + " needs " + std::to_string(header.data_size) +
+                                     (have < header.data_size ? " (truncated)" : " (trailing bytes)"));
     }
 }
 

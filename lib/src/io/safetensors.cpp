@@ -18,6 +18,7 @@
 #include "attn/io.hpp"
 #include "common/text.hpp"
 #include "io/element_decode.hpp"
+#include "io/format_error.hpp"
 
 namespace attn::io {
 namespace {
@@ -25,6 +26,7 @@ namespace {
 using detail::checked_add;
 using detail::checked_mul;
 using detail::ElementEncoding;
+using detail::throw_format_error;
 using Json = nlohmann::ordered_json;  // keeps header order, so equal offsets keep it too
 
 constexpr std::size_t kLengthBytes = 8;
@@ -74,8 +76,6 @@ std::string supported_dtypes() {
     return out;
 }
 
-[[noreturn]] void fail(const std::string& name, const std::string& what) { throw Error(ErrorKind::Format, name, what); }
-
 std::string offsets_text(std::uint64_t begin, std::uint64_t end) {
     return "[" + std::to_string(begin) + ", " + std::to_string(end) + "]";
 }
@@ -103,9 +103,9 @@ public:
                 const std::string& key = parsed.get_ref<const std::string&>();
                 if (depth == 1) entry_ = key;
                 if (!keys_.empty() && !keys_.back().insert(key).second) {
-                    if (depth == 1) fail(name_, "header names " + detail::quoted(key) + " twice");
-                    fail(name_,
-                         "header entry " + detail::quoted(entry_) + " has the key " + detail::quoted(key) + " twice");
+                    if (depth == 1) throw_format_error(name_, "header names " + detail::quoted(key) + " twice");
+                    throw_format_error(name_, "header entry " + detail::quoted(entry_) + " has the key " +
+                                                  detail::quoted(key) + " twice");
                 }
                 break;
             }
@@ -129,61 +129,69 @@ std::string json_type(const Json& j) {
 }
 
 std::uint64_t read_offset(const Json& j, const std::string& name, const std::string& what) {
-    if (!j.is_number_unsigned()) fail(name, what + " is " + json_type(j) + ", expected a non-negative integer");
+    if (!j.is_number_unsigned()) {
+        throw_format_error(name, what + " is " + json_type(j) + ", expected a non-negative integer");
+    }
     return j.get<std::uint64_t>();
 }
 
 Entry parse_entry(const std::string& tensor, const Json& value, const std::string& name) {
     const std::string subject = "tensor " + detail::quoted(tensor);
     if (!value.is_object()) {
-        fail(name, subject + ": header entry is " + json_type(value) +
-                       ", expected an object with dtype, shape and data_offsets");
+        throw_format_error(name, subject + ": header entry is " + json_type(value) +
+                                     ", expected an object with dtype, shape and data_offsets");
     }
     for (const auto& item : value.items()) {
         if (item.key() != "dtype" && item.key() != "shape" && item.key() != "data_offsets") {
-            fail(name,
-                 subject + ": unexpected key " + detail::quoted(item.key()) + " (expected dtype, shape, data_offsets)");
+            throw_format_error(name, subject + ": unexpected key " + detail::quoted(item.key()) +
+                                         " (expected dtype, shape, data_offsets)");
         }
     }
     for (const char* key : {"dtype", "shape", "data_offsets"}) {
-        if (!value.contains(key)) fail(name, subject + ": missing key " + detail::quoted(key));
+        if (!value.contains(key)) throw_format_error(name, subject + ": missing key " + detail::quoted(key));
     }
 
     Entry entry;
     entry.name = tensor;
     const Json& dtype = value["dtype"];
-    if (!dtype.is_string()) fail(name, subject + ": dtype is " + json_type(dtype) + ", expected a string");
+    if (!dtype.is_string()) {
+        throw_format_error(name, subject + ": dtype is " + json_type(dtype) + ", expected a string");
+    }
     entry.dtype = find_dtype(dtype.get_ref<const std::string&>());
     if (entry.dtype == nullptr) {
-        fail(name, subject + ": unsupported dtype " + detail::quoted(dtype.get_ref<const std::string&>()) +
-                       " (supported: " + supported_dtypes() + ")");
+        throw_format_error(name, subject + ": unsupported dtype " +
+                                     detail::quoted(dtype.get_ref<const std::string&>()) +
+                                     " (supported: " + supported_dtypes() + ")");
     }
 
     const Json& shape = value["shape"];
-    if (!shape.is_array()) fail(name, subject + ": shape is " + json_type(shape) + ", expected an array");
+    if (!shape.is_array()) throw_format_error(name, subject + ": shape is " + json_type(shape) + ", expected an array");
     for (std::size_t i = 0; i < shape.size(); ++i) {
         entry.shape.push_back(read_offset(shape[i], name, subject + ": shape[" + std::to_string(i) + "]"));
     }
 
     const Json& offsets = value["data_offsets"];
     if (!offsets.is_array() || offsets.size() != 2) {
-        fail(name, subject + ": data_offsets is " +
-                       (offsets.is_array() ? "an array of " + std::to_string(offsets.size()) : json_type(offsets)) +
-                       ", expected [begin, end]");
+        throw_format_error(
+            name, subject + ": data_offsets is " +
+                      (offsets.is_array() ? "an array of " + std::to_string(offsets.size()) : json_type(offsets)) +
+                      ", expected [begin, end]");
     }
     entry.begin = read_offset(offsets[0], name, subject + ": data_offsets[0]");
     entry.end = read_offset(offsets[1], name, subject + ": data_offsets[1]");
     if (entry.end < entry.begin) {
-        fail(name, subject + ": data_offsets " + offsets_text(entry.begin, entry.end) + " end before they begin");
+        throw_format_error(
+            name, subject + ": data_offsets " + offsets_text(entry.begin, entry.end) + " end before they begin");
     }
 
     std::size_t count = 1;
     for (std::size_t d : entry.shape) count = checked_mul(count, d, name);
     const std::size_t needed = checked_mul(count, entry.dtype->encoding.item_size, name);
     if (entry.end - entry.begin != needed) {
-        fail(name, subject + ": data_offsets " + offsets_text(entry.begin, entry.end) + " span " +
-                       std::to_string(entry.end - entry.begin) + " bytes, shape " + shape_to_string(entry.shape) + " " +
-                       std::string(entry.dtype->name) + " needs " + std::to_string(needed));
+        throw_format_error(name, subject + ": data_offsets " + offsets_text(entry.begin, entry.end) + " span " +
+                                     std::to_string(entry.end - entry.begin) + " bytes, shape " +
+                                     shape_to_string(entry.shape) + " " + std::string(entry.dtype->name) + " needs " +
+                                     std::to_string(needed));
     }
     return entry;
 }
@@ -191,12 +199,12 @@ Entry parse_entry(const std::string& tensor, const Json& value, const std::strin
 void check_metadata(const Json& metadata, const std::string& name) {
     if (metadata.is_null()) return;
     if (!metadata.is_object()) {
-        fail(name, "__metadata__ is " + json_type(metadata) + ", expected an object of strings");
+        throw_format_error(name, "__metadata__ is " + json_type(metadata) + ", expected an object of strings");
     }
     for (const auto& item : metadata.items()) {
         if (!item.value().is_string()) {
-            fail(name, "__metadata__ value of " + detail::quoted(item.key()) + " is " + json_type(item.value()) +
-                           ", expected a string");
+            throw_format_error(name, "__metadata__ value of " + detail::quoted(item.key()) + " is " +
+                                         json_type(item.value()) + ", expected a string");
         }
     }
 }
@@ -209,17 +217,17 @@ struct Layout {
 
 Layout parse_layout(std::string_view bytes, const std::string& name) {
     if (bytes.size() < kLengthBytes) {
-        fail(name, "file is " + std::to_string(bytes.size()) +
-                       " bytes, too short for the 8-byte header length of a .safetensors file");
+        throw_format_error(name, "file is " + std::to_string(bytes.size()) +
+                                     " bytes, too short for the 8-byte header length of a .safetensors file");
     }
     const std::uint64_t header_length = detail::load_le(bytes.data(), kLengthBytes);
     if (header_length > kMaxHeaderBytes) {
-        fail(name, "header length " + std::to_string(header_length) + " is over the limit of " +
-                       std::to_string(kMaxHeaderBytes) + " bytes");
+        throw_format_error(name, "header length " + std::to_string(header_length) + " is over the limit of " +
+                                     std::to_string(kMaxHeaderBytes) + " bytes");
     }
     if (header_length > bytes.size() - kLengthBytes) {
-        fail(name, "header length " + std::to_string(header_length) + " runs past the end of the file (" +
-                       std::to_string(bytes.size()) + " bytes)");
+        throw_format_error(name, "header length " + std::to_string(header_length) + " runs past the end of the file (" +
+                                     std::to_string(bytes.size()) + " bytes)");
     }
     const std::string_view text = bytes.substr(kLengthBytes, header_length);
 
@@ -230,13 +238,13 @@ Layout parse_layout(std::string_view bytes, const std::string& name) {
         std::string_view what = e.what();
         const std::size_t tag_end = what.find("] ");  // drop nlohmann's "[json.exception...] "
         if (tag_end != std::string_view::npos) what.remove_prefix(tag_end + 2);
-        fail(name, "header is not valid JSON: " + detail::printable(what, 512));
+        throw_format_error(name, "header is not valid JSON: " + detail::printable(what, 512));
     }
-    if (!header.is_object()) fail(name, "header is " + json_type(header) + ", expected a JSON object");
+    if (!header.is_object()) throw_format_error(name, "header is " + json_type(header) + ", expected a JSON object");
     // The reference reader wants '{' first (no BOM or leading space).
     if (text.front() != '{') {  // not empty: it parsed as an object
-        fail(name,
-             "header starts with byte " + std::to_string(static_cast<unsigned char>(text.front())) + ", expected '{'");
+        throw_format_error(name, "header starts with byte " + std::to_string(static_cast<unsigned char>(text.front())) +
+                                     ", expected '{'");
     }
 
     Layout layout;
@@ -259,13 +267,13 @@ Layout parse_layout(std::string_view bytes, const std::string& name) {
         const std::string subject =
             "tensor " + detail::quoted(entry.name) + ": data_offsets " + offsets_text(entry.begin, entry.end);
         if (entry.begin < expected) {
-            fail(name, subject + " overlap tensor " + detail::quoted(previous->name) + " " +
-                           offsets_text(previous->begin, previous->end));
+            throw_format_error(name, subject + " overlap tensor " + detail::quoted(previous->name) + " " +
+                                         offsets_text(previous->begin, previous->end));
         }
         if (entry.begin > expected) {
-            fail(name, subject + " leave a gap: expected begin " + std::to_string(expected) +
-                           (previous ? " where tensor " + detail::quoted(previous->name) + " ends"
-                                     : " (the buffer starts with the first tensor)"));
+            throw_format_error(name, subject + " leave a gap: expected begin " + std::to_string(expected) +
+                                         (previous ? " where tensor " + detail::quoted(previous->name) + " ends"
+                                                   : " (the buffer starts with the first tensor)"));
         }
         expected = entry.end;
         previous = &entry;
@@ -274,12 +282,12 @@ Layout parse_layout(std::string_view bytes, const std::string& name) {
     if (expected != buffer_size) {
         const std::uint64_t file_needs = checked_add(layout.buffer_start, expected, name);
         if (expected < buffer_size) {
-            fail(name, "file is " + std::to_string(bytes.size()) + " bytes but header and data end at " +
-                           std::to_string(file_needs) + " (" + std::to_string(buffer_size - expected) +
-                           " trailing bytes)");
+            throw_format_error(name, "file is " + std::to_string(bytes.size()) + " bytes but header and data end at " +
+                                         std::to_string(file_needs) + " (" + std::to_string(buffer_size - expected) +
+                                         " trailing bytes)");
         }
-        fail(name, "file is " + std::to_string(bytes.size()) + " bytes but its data_offsets need " +
-                       std::to_string(file_needs) + " (truncated)");
+        throw_format_error(name, "file is " + std::to_string(bytes.size()) + " bytes but its data_offsets need " +
+                                     std::to_string(file_needs) + " (truncated)");
     }
     return layout;
 }
@@ -309,8 +317,10 @@ Tensor decode_safetensors_member(std::string_view bytes, std::string_view member
     }
     std::string names;
     for (const auto& entry : layout.entries) names += (names.empty() ? "" : ", ") + entry.name;
-    if (layout.entries.empty()) fail(name, "no tensor " + detail::quoted(member) + ": the file holds none");
-    fail(name, "no tensor " + detail::quoted(member) + "; tensors: " + names);
+    if (layout.entries.empty()) {
+        throw_format_error(name, "no tensor " + detail::quoted(member) + ": the file holds none");
+    }
+    throw_format_error(name, "no tensor " + detail::quoted(member) + "; tensors: " + names);
 }
 
 NamedTensors decode_safetensors(std::string_view bytes, const std::string& name) {
