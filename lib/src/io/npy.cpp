@@ -1,6 +1,5 @@
 // .npy reading and writing (docs/formats.md, numpy/lib/format.py).
 #include <algorithm>
-#include <cstring>
 #include <iterator>
 #include <optional>
 
@@ -15,9 +14,6 @@ namespace {
 using detail::ElementEncoding;
 using detail::NpyHeader;
 using detail::throw_format_error;
-
-constexpr char kMagic[] = "\x93NUMPY";
-constexpr std::size_t kMagicSize = 6;
 
 // Each DType's descr in a .npy header: its kind letter and item size, in DType order.
 struct NpyDType {
@@ -233,10 +229,10 @@ std::string npy_header(DType dtype, const Shape& shape) {
     // numpy leaves room to grow the first dimension in place (GROWTH_AXIS_MAX_DIGITS = 21),
     // then pads so that the data start at a multiple of 64 bytes; match it byte for byte.
     if (!shape.empty()) dict.append(21 - std::to_string(shape[0]).size(), ' ');
-    const std::size_t unpadded = kMagicSize + 2 + 2 + dict.size() + 1;
+    const std::size_t unpadded = detail::kNpyMagic.size() + 2 + 2 + dict.size() + 1;
     dict.append((64 - unpadded % 64) % 64, ' ');
     dict += '\n';
-    std::string header(kMagic, kMagicSize);
+    std::string header(detail::kNpyMagic);
     header += '\x01';
     header += '\x00';
     header += static_cast<char>(dict.size() & 0xFF);
@@ -263,7 +259,7 @@ namespace attn::detail {
 
 NpyHeader parse_npy_header(std::string_view prefix, std::size_t file_size, const std::string& name) {
     if (file_size == 0) throw_format_error(name, "file is empty (expected an npy file)");
-    if (prefix.size() < io::kMagicSize || std::memcmp(prefix.data(), io::kMagic, io::kMagicSize) != 0) {
+    if (prefix.substr(0, kNpyMagic.size()) != kNpyMagic) {
         throw_format_error(name, "not an npy file (bad magic; expected \\x93NUMPY)");
     }
     if (prefix.size() < 8) throw_format_error(name, "npy header truncated (file ends after the magic)");

@@ -271,6 +271,51 @@ constexpr std::string_view kEmptyZip("PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0
 // libzip fails here only when memory runs out; there is no file to name yet.
 [[noreturn]] void fail_write(const std::string& what) { throw Error(ErrorKind::Io, "", "writing .npz: " + what); }
 
+void check_distinct_names(const NamedTensors& tensors) {
+    std::unordered_set<std::string> seen;
+    for (const auto& [tensor_name, tensor] : tensors) {
+        if (!seen.insert(tensor_name).second) {
+            throw Error(ErrorKind::Usage, "tensor " + detail::quoted(tensor_name),
+                        "appears twice; the members of an .npz need distinct names");
+        }
+    }
+}
+
+// `bytes` as the member `zip_name`, stored uncompressed (as np.savez stores) with the
+// fixed time stamp. `bytes` must live until the archive is closed.
+void add_stored_member(zip_t* archive, const std::string& zip_name, const std::string& bytes) {
+    const std::string subject = "member " + detail::quoted(zip_name);
+    zip_source_t* member = zip_source_buffer(archive, bytes.data(), bytes.size(), 0);
+    if (member == nullptr) fail_write(subject + ": " + zip_strerror(archive));
+    const zip_int64_t index = zip_file_add(archive, zip_name.c_str(), member, 0);
+    if (index < 0) {
+        zip_source_free(member);
+        fail_write(subject + ": " + zip_strerror(archive));
+    }
+    if (zip_set_file_compression(archive, zip_uint64_t(index), ZIP_CM_STORE, 0) != 0 ||
+        zip_file_set_mtime(archive, zip_uint64_t(index), kMemberMtime, 0) != 0) {
+        fail_write(subject + ": " + zip_strerror(archive));
+    }
+}
+
+// The bytes a closed archive left in its in-memory source.
+std::string read_back(zip_source_t* buffer) {
+    if (zip_source_open(buffer) != 0) {
+        fail_write("cannot read back the zip archive: " + std::string(zip_error_strerror(zip_source_error(buffer))));
+    }
+    zip_stat_t st;
+    zip_stat_init(&st);
+    std::string bytes;
+    if (zip_source_stat(buffer, &st) == 0 && (st.valid & ZIP_STAT_SIZE)) {
+        bytes.resize(st.size);
+        const zip_int64_t got = zip_source_read(buffer, bytes.data(), st.size);
+        if (got < 0 || zip_uint64_t(got) != st.size) bytes.clear();
+    }
+    zip_source_close(buffer);
+    if (bytes.empty()) fail_write("cannot read back the zip archive");
+    return bytes;
+}
+
 }  // namespace
 
 std::vector<std::string> npz_member_names(std::string_view zip_bytes, const std::string& name) {
@@ -295,14 +340,7 @@ void encode_npz(const NamedTensors& tensors, ByteSink& sink) {
         sink.write(kEmptyZip);
         return;
     }
-    std::unordered_set<std::string> seen;
-    for (const auto& [tensor_name, tensor] : tensors) {
-        if (!seen.insert(tensor_name).second) {
-            throw Error(ErrorKind::Usage, "tensor " + detail::quoted(tensor_name),
-                        "appears twice; the members of an .npz need distinct names");
-        }
-    }
-
+    check_distinct_names(tensors);
     // libzip reads the member bytes only in zip_close, so they live until then.
     std::vector<std::string> npy_files;
     npy_files.reserve(tensors.size());
@@ -318,41 +356,13 @@ void encode_npz(const NamedTensors& tensors, ByteSink& sink) {
     ZipArchivePtr archive(zip_open_from_source(buffer.get(), ZIP_TRUNCATE, error.get()));
     if (!archive) fail_write("cannot create the zip archive: " + error.message());
     zip_source_keep(buffer.get());  // the archive frees its reference on close; ours reads the bytes after
-
     for (std::size_t i = 0; i < tensors.size(); ++i) {
-        const std::string zip_name = tensors[i].first + std::string(kNpySuffix);
-        const std::string subject = "member " + detail::quoted(zip_name);
-        zip_source_t* member = zip_source_buffer(archive.get(), npy_files[i].data(), npy_files[i].size(), 0);
-        if (member == nullptr) fail_write(subject + ": " + zip_strerror(archive.get()));
-        const zip_int64_t index = zip_file_add(archive.get(), zip_name.c_str(), member, 0);
-        if (index < 0) {
-            zip_source_free(member);
-            fail_write(subject + ": " + zip_strerror(archive.get()));
-        }
-        if (zip_set_file_compression(archive.get(), zip_uint64_t(index), ZIP_CM_STORE, 0) != 0 ||
-            zip_file_set_mtime(archive.get(), zip_uint64_t(index), kMemberMtime, 0) != 0) {
-            fail_write(subject + ": " + zip_strerror(archive.get()));
-        }
+        add_stored_member(archive.get(), tensors[i].first + std::string(kNpySuffix), npy_files[i]);
     }
     if (zip_close(archive.get()) != 0)
         fail_write("cannot write the zip archive: " + std::string(zip_strerror(archive.get())));
     archive.release();  // closed
-
-    if (zip_source_open(buffer.get()) != 0) {
-        fail_write("cannot read back the zip archive: " +
-                   std::string(zip_error_strerror(zip_source_error(buffer.get()))));
-    }
-    zip_stat_t st;
-    zip_stat_init(&st);
-    std::string bytes;
-    if (zip_source_stat(buffer.get(), &st) == 0 && (st.valid & ZIP_STAT_SIZE)) {
-        bytes.resize(st.size);
-        const zip_int64_t got = zip_source_read(buffer.get(), bytes.data(), st.size);
-        if (got < 0 || zip_uint64_t(got) != st.size) bytes.clear();
-    }
-    zip_source_close(buffer.get());
-    if (bytes.empty()) fail_write("cannot read back the zip archive");
-    sink.write(bytes);
+    sink.write(read_back(buffer.get()));
 }
 
 }  // namespace attn::io

@@ -215,7 +215,8 @@ struct Layout {
     std::size_t buffer_start = 0;
 };
 
-Layout parse_layout(std::string_view bytes, const std::string& name) {
+// The header's JSON text, after its 8-byte length, checked to fit in the file and the cap.
+std::string_view header_text(std::string_view bytes, const std::string& name) {
     if (bytes.size() < kLengthBytes) {
         throw_format_error(name, "file is " + std::to_string(bytes.size()) +
                                      " bytes, too short for the 8-byte header length of a .safetensors file");
@@ -229,8 +230,11 @@ Layout parse_layout(std::string_view bytes, const std::string& name) {
         throw_format_error(name, "header length " + std::to_string(header_length) + " runs past the end of the file (" +
                                      std::to_string(bytes.size()) + " bytes)");
     }
-    const std::string_view text = bytes.substr(kLengthBytes, header_length);
+    return bytes.substr(kLengthBytes, header_length);
+}
 
+// The header parsed: a JSON object without duplicate keys, starting with '{'.
+Json parse_header(std::string_view text, const std::string& name) {
     Json header;
     try {
         header = Json::parse(text, DuplicateKeyCheck(name));
@@ -246,24 +250,32 @@ Layout parse_layout(std::string_view bytes, const std::string& name) {
         throw_format_error(name, "header starts with byte " + std::to_string(static_cast<unsigned char>(text.front())) +
                                      ", expected '{'");
     }
+    return header;
+}
 
-    Layout layout;
-    layout.buffer_start = kLengthBytes + header_length;
+// The header's tensor entries, checked one by one, in ascending offset order (a stable
+// sort: entries with equal offsets, all empty, keep the header's order).
+std::vector<Entry> sorted_entries(const Json& header, const std::string& name) {
+    std::vector<Entry> entries;
     for (const auto& item : header.items()) {
         if (item.key() == kMetadataKey) {
             check_metadata(item.value(), name);
         } else {
-            layout.entries.push_back(parse_entry(item.key(), item.value(), name));
+            entries.push_back(parse_entry(item.key(), item.value(), name));
         }
     }
-    std::stable_sort(layout.entries.begin(), layout.entries.end(), [](const Entry& a, const Entry& b) {
+    std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
         return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
     });
+    return entries;
+}
 
-    // The entries must tile the buffer: each begins where the one before ends.
+// The entries must tile the buffer: each begins where the one before ends. Returns where
+// the last one ends.
+std::uint64_t tiled_end(const std::vector<Entry>& entries, const std::string& name) {
     std::uint64_t expected = 0;
     const Entry* previous = nullptr;
-    for (const Entry& entry : layout.entries) {
+    for (const Entry& entry : entries) {
         const std::string subject =
             "tensor " + detail::quoted(entry.name) + ": data_offsets " + offsets_text(entry.begin, entry.end);
         if (entry.begin < expected) {
@@ -278,17 +290,31 @@ Layout parse_layout(std::string_view bytes, const std::string& name) {
         expected = entry.end;
         previous = &entry;
     }
-    const std::uint64_t buffer_size = bytes.size() - layout.buffer_start;
-    if (expected != buffer_size) {
-        const std::uint64_t file_needs = checked_add(layout.buffer_start, expected, name);
-        if (expected < buffer_size) {
-            throw_format_error(name, "file is " + std::to_string(bytes.size()) + " bytes but header and data end at " +
-                                         std::to_string(file_needs) + " (" + std::to_string(buffer_size - expected) +
-                                         " trailing bytes)");
-        }
-        throw_format_error(name, "file is " + std::to_string(bytes.size()) + " bytes but its data_offsets need " +
-                                     std::to_string(file_needs) + " (truncated)");
+    return expected;
+}
+
+// The buffer after the header must be exactly what the entries tile: no trailing bytes,
+// none missing.
+void check_buffer_size(std::uint64_t data_end, std::size_t buffer_start, std::size_t file_size,
+                       const std::string& name) {
+    const std::uint64_t buffer_size = file_size - buffer_start;
+    if (data_end == buffer_size) return;
+    const std::uint64_t file_needs = checked_add(buffer_start, data_end, name);
+    if (data_end < buffer_size) {
+        throw_format_error(name, "file is " + std::to_string(file_size) + " bytes but header and data end at " +
+                                     std::to_string(file_needs) + " (" + std::to_string(buffer_size - data_end) +
+                                     " trailing bytes)");
     }
+    throw_format_error(name, "file is " + std::to_string(file_size) + " bytes but its data_offsets need " +
+                                 std::to_string(file_needs) + " (truncated)");
+}
+
+Layout parse_layout(std::string_view bytes, const std::string& name) {
+    const std::string_view text = header_text(bytes, name);
+    Layout layout;
+    layout.buffer_start = kLengthBytes + text.size();
+    layout.entries = sorted_entries(parse_header(text, name), name);
+    check_buffer_size(tiled_end(layout.entries, name), layout.buffer_start, bytes.size(), name);
     return layout;
 }
 
@@ -315,12 +341,11 @@ Tensor decode_safetensors_member(std::string_view bytes, std::string_view member
     for (const auto& entry : layout.entries) {
         if (entry.name == member) return decode_entry(bytes, layout, entry, name);
     }
-    std::string names;
-    for (const auto& entry : layout.entries) names += (names.empty() ? "" : ", ") + entry.name;
     if (layout.entries.empty()) {
         throw_format_error(name, "no tensor " + detail::quoted(member) + ": the file holds none");
     }
-    throw_format_error(name, "no tensor " + detail::quoted(member) + "; tensors: " + names);
+    throw_format_error(name,
+                       "no tensor " + detail::quoted(member) + "; tensors: " + detail::join_names(entry_names(layout)));
 }
 
 NamedTensors decode_safetensors(std::string_view bytes, const std::string& name) {
