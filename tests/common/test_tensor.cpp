@@ -2,24 +2,46 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstddef>
 #include <limits>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "test_support.hpp"
 
 using namespace attn;
 
-TEST_CASE("tensor: dtype names round trip and sizes") {
-    for (DType d : {DType::Bool, DType::Int8, DType::Int16, DType::Int32, DType::Int64, DType::UInt8, DType::UInt16,
-                    DType::UInt32, DType::UInt64, DType::Float32, DType::Float64}) {
-        CHECK(dtype_from_name(dtype_name(d)) == d);
-        Tensor t = Tensor::zeros(d, {2, 3});
-        CHECK(t.dtype() == d);
-        CHECK(t.nbytes() == 6 * dtype_size(d));
+TEST_CASE("tensor: dtype names round trip; every dtype of ATTN_DTYPES has numpy's name and size, its C++ type") {
+    // numpy's own answers, from /usr/bin/python3:
+    //   [(np.dtype(n).name, np.dtype(n).itemsize) for n in (bool, int8, ..., float64)]
+    const std::vector<std::pair<std::string, std::size_t>> numpy = {
+        {"bool", 1},   {"int8", 1},   {"int16", 2},  {"int32", 4},   {"int64", 8},  {"uint8", 1},
+        {"uint16", 2}, {"uint32", 4}, {"uint64", 8}, {"float32", 4}, {"float64", 8}};
+    std::vector<DType> listed;
+#define ATTN_TEST_DTYPE(enumerator, type, ...)                                                              \
+    listed.push_back(DType::enumerator);                                                                    \
+    CHECK(dtype_of<type>::value == DType::enumerator);                                                      \
+    CHECK(dispatch_dtype(DType::enumerator, [](auto tag) { return std::is_same_v<decltype(tag), type>; })); \
+    CHECK(Tensor::zeros(DType::enumerator, {2}).holds<type>());                                             \
+    CHECK(is_floating(DType::enumerator) == std::is_floating_point_v<type>);
+    ATTN_DTYPES(ATTN_TEST_DTYPE)
+#undef ATTN_TEST_DTYPE
+    REQUIRE(listed.size() == numpy.size());
+    for (std::size_t i = 0; i < listed.size(); ++i) {
+        CAPTURE(numpy[i].first);
+        CHECK(static_cast<std::size_t>(listed[i]) == i);  // the enum's order is the list's
+        CHECK(dtype_name(listed[i]) == numpy[i].first);
+        CHECK(dtype_size(listed[i]) == numpy[i].second);
+        CHECK(dtype_from_name(numpy[i].first) == listed[i]);
+        const Tensor t = Tensor::zeros(listed[i], {2, 3});
+        CHECK(t.dtype() == listed[i]);
+        CHECK(t.nbytes() == 6 * numpy[i].second);
     }
-    CHECK_FALSE(dtype_from_name("float16").has_value());
-    CHECK(dtype_size(DType::Float64) == 8);
-    CHECK(is_floating(DType::Float32));
-    CHECK_FALSE(is_floating(DType::Int64));
+    CHECK_FALSE(dtype_from_name("float16").has_value());  // read from files, widened to float32
+    CHECK_FALSE(dtype_from_name("bfloat16").has_value());
+    CHECK_FALSE(dtype_from_name("").has_value());
 }
 
 TEST_CASE("tensor: shapes print as numpy prints them") {
@@ -60,7 +82,8 @@ TEST_CASE("tensor: asking for the wrong dtype is an error naming both") {
 
 TEST_CASE("tensor: shapes whose non-zero dims overflow are refused even without elements") {
     const Shape huge{0, std::size_t(1) << 40, std::size_t(1) << 40};
-    CHECK(test::contains(test::error_of([&] { checked_element_count(huge, "x"); }, ErrorKind::Value), "too many elements"));
+    CHECK(test::contains(test::error_of([&] { checked_element_count(huge, "x"); }, ErrorKind::Value),
+                         "too many elements"));
     test::error_of([&] { Tensor::empty(DType::Float32, huge); }, ErrorKind::Value);
     CHECK(Tensor::empty(DType::Float32, {0, 1u << 20, 3}).size() == 0);
 }

@@ -12,6 +12,8 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <system_error>
+#include <utility>
 #include <vector>
 
 #include "attn/io.hpp"
@@ -68,6 +70,29 @@ float float_from_bits(std::uint32_t bits) {
     float f = 0;
     std::memcpy(&f, &bits, sizeof f);
     return f;
+}
+
+// The writer's text of one float: the element of a rank-1, one-element tensor.
+template <class T>
+std::string element_text(T value, io::JsonLayout layout) {
+    const std::string text = encode(tensor_of<T>({1}, {value}), layout);
+    const std::size_t open = text.rfind('[');
+    return text.substr(open + 1, text.find(']', open) - open - 1);
+}
+
+// A float's shortest round-trip text (float_format.hpp) against the text numpy's digits
+// give, in the object layout and the nested one; and the text reads back bit for bit.
+template <class T, class Bits>
+void check_float_text(Bits bits, const std::string& shortest) {
+    T value = 0;
+    std::memcpy(&value, &bits, sizeof value);
+    CAPTURE(shortest);
+    // "-0" alone would read back as the integer 0 and lose the sign; the nested layout
+    // marks every integral-looking float with ".0" so that json reads a float.
+    const bool integral_looking = shortest.find_first_of(".e") == std::string::npos;
+    CHECK(element_text(value, io::JsonLayout::Object) == (shortest == "-0" ? "-0.0" : shortest));
+    CHECK(element_text(value, io::JsonLayout::Nested) == (integral_looking ? shortest + ".0" : shortest));
+    check_bit_exact(decode(encode(tensor_of<T>({1}, {value}))), tensor_of<T>({1}, {value}));
 }
 
 template <class T>
@@ -180,6 +205,107 @@ TEST_CASE("json: float32 text is exactly std::to_chars's shortest round-trip tex
     const std::string actual = encode(tensor_of<float>({values.size()}, values));
     CHECK(actual.size() == expected.size());
     CHECK(actual == expected);
+}
+
+TEST_CASE("json: float text of edge values is the shortest that reads back, as numpy finds it") {
+    // Made with /usr/bin/python3 and numpy: the shortest round-trip digits
+    // (np.format_float_scientific / np.format_float_positional with unique=True), in the
+    // shorter of fixed and scientific notation, fixed on a tie, and an integer in fixed
+    // notation written exactly (std::to_chars's rule: 123456792 where numpy's positional
+    // form gives 123456790). After each: Python's repr of the value as a float64.
+    SUBCASE("float32: zero, one third, the extremes, denormals, powers of two, 0.1") {
+        const std::pair<std::uint32_t, const char*> cases[] = {
+            {0x00000000u, "0"},               // 0.0
+            {0x80000000u, "-0"},              // -0.0
+            {0x3DCCCCCDu, "0.1"},             // 0.10000000149011612
+            {0x3F800000u, "1"},               // 1.0
+            {0xBFC00000u, "-1.5"},            // -1.5
+            {0x3EAAAAABu, "0.33333334"},      // 0.3333333432674408
+            {0x7F7FFFFFu, "3.4028235e+38"},   // 3.4028234663852886e+38 (FLT_MAX)
+            {0xFF7FFFFFu, "-3.4028235e+38"},  // -3.4028234663852886e+38
+            {0x00800000u, "1.1754944e-38"},   // 1.1754943508222875e-38 (FLT_MIN)
+            {0x00000001u, "1e-45"},           // 1.401298464324817e-45 (the smallest denormal)
+            {0x80000001u, "-1e-45"},          // -1.401298464324817e-45
+            {0x007FFFFFu, "1.1754942e-38"},   // 1.1754942106924411e-38 (the largest denormal)
+            {0x3A800000u, "0.0009765625"},    // 0.0009765625 (2^-10)
+            {0x35800000u, "9.536743e-07"},    // 9.5367431640625e-07 (2^-20)
+            {0x4B000000u, "8388608"},         // 8388608.0 (2^23)
+            {0x4B800000u, "16777216"},        // 16777216.0 (2^24)
+            {0x4E800000u, "1073741824"},      // 1073741824.0 (2^30)
+            {0x71800000u, "1.2676506e+30"},   // 1.2676506002282294e+30 (2^100)
+            {0x4CEB79A3u, "123456792"},       // 123456792.0
+            {0x3727C5ACu, "1e-05"},           // 9.999999747378752e-06
+            {0x501502F9u, "1e+10"},           // 10000000000.0
+            {0x42C80000u, "100"},             // 100.0
+            {0x01391D15u, "3.4e-38"},         // 3.3999998912590545e-38
+            {0x5A0E1BCAu, "1e+16"},           // 1.0000000272564224e+16
+        };
+        for (const auto& [bits, text] : cases) check_float_text<float>(bits, text);
+    }
+    SUBCASE("float64") {
+        const std::pair<std::uint64_t, const char*> cases[] = {
+            {0x0000000000000000u, "0"},                        // 0.0
+            {0x8000000000000000u, "-0"},                       // -0.0
+            {0x3FB999999999999Au, "0.1"},                      // 0.1
+            {0x3FD5555555555555u, "0.3333333333333333"},       // 0.3333333333333333
+            {0x7FEFFFFFFFFFFFFFu, "1.7976931348623157e+308"},  // 1.7976931348623157e+308 (DBL_MAX)
+            {0x0010000000000000u, "2.2250738585072014e-308"},  // 2.2250738585072014e-308 (DBL_MIN)
+            {0x0000000000000001u, "5e-324"},                   // 5e-324 (the smallest denormal)
+            {0x0000000000000003u, "1.5e-323"},                 // 1.5e-323
+            {0x43B0000000000000u, "1152921504606846976"},      // 1.152921504606847e+18 (2^60)
+            {0x3EB0000000000000u, "9.5367431640625e-07"},      // 9.5367431640625e-07 (2^-20)
+            {0x4341C37937E08000u, "1e+16"},                    // 1e+16
+            {0x437B69B4BA630F35u, "123456789012345680"},       // 1.2345678901234568e+17
+            {0x44B52D02C7E14AF6u, "1e+23"},                    // 1e+23
+        };
+        for (const auto& [bits, text] : cases) check_float_text<double>(bits, text);
+    }
+}
+
+TEST_CASE("json: numbers of every length read as std::from_chars reads them") {
+    // Digit runs shorter and longer than the eight the scanner takes at a time, the 19
+    // digits that fit its integer, more than that, zeros after the point, and exponents
+    // around the 10^22 the fast path holds exactly.
+    const std::vector<std::string> numbers = {"0",
+                                              "-0",
+                                              "7",
+                                              "12345678",
+                                              "123456789",
+                                              "1234567890123456",
+                                              "9007199254740993",
+                                              "1234567890123456789",
+                                              "12345678901234567890",
+                                              "18446744073709551615",
+                                              "0.1",
+                                              "0.000000000000000000001234567",
+                                              "1.00000000000000000000000000001",
+                                              "3.14159265358979323846264338327950288",
+                                              "123456.7890123456789e-3",
+                                              "1e22",
+                                              "1e23",
+                                              "9.999999999999999e22",
+                                              "1E-7",
+                                              "2.5e+10",
+                                              "0.13207972049713135",
+                                              "1.0000000596046448",
+                                              "100000000000000000000000000000000000000e-2",
+                                              "-98765.4321e-12"};
+    std::string text = "[";
+    for (std::size_t i = 0; i < numbers.size(); ++i) text += (i > 0 ? ", " : "") + numbers[i];
+    text += "]";
+    const Tensor as_float = decode(text);
+    const Tensor as_double = decode(R"({"dtype": "float64", "data": )" + text + "}");
+    for (std::size_t i = 0; i < numbers.size(); ++i) {
+        CAPTURE(numbers[i]);
+        const char* first = numbers[i].data();
+        const char* last = first + numbers[i].size();
+        float f = 0;
+        double d = 0;
+        REQUIRE(std::from_chars(first, last, f).ec == std::errc{});
+        REQUIRE(std::from_chars(first, last, d).ec == std::errc{});
+        CHECK(std::memcmp(&static_cast<const float*>(as_float.data())[i], &f, sizeof f) == 0);
+        CHECK(std::memcmp(&static_cast<const double*>(as_double.data())[i], &d, sizeof d) == 0);
+    }
 }
 
 TEST_CASE("json: the writer's text") {
@@ -446,6 +572,18 @@ TEST_CASE("json: numbers beyond the dtype's range") {
             if (std::memcmp(&actual, &expected, sizeof actual) != 0) ++wrong;
         }
         CHECK(wrong == 0);
+    }
+    SUBCASE("which way a number went is its leading digit's exponent, whatever its spelling") {
+        const Tensor t =
+            decode(R"({"shape": [6], "data": [123.4e37, 0.001e-44, -1000e-49, 123456789012345678901234567890e10,)"
+                   R"( 0.0000000000000000000000000000000000000000000000001, -0.0000001e+46]})");
+        const float* v = static_cast<const float*>(t.data());
+        CHECK(v[0] == INFINITY);
+        CHECK((v[1] == 0.0f && !std::signbit(v[1])));
+        CHECK((v[2] == 0.0f && std::signbit(v[2])));
+        CHECK(v[3] == INFINITY);
+        CHECK((v[4] == 0.0f && !std::signbit(v[4])));
+        CHECK(v[5] == -INFINITY);
     }
     SUBCASE("float64 overflow") {
         const Tensor t = decode(R"({"shape": [1], "dtype": "float64", "data": [-1e400]})");

@@ -3,6 +3,9 @@
 
 #include <cmath>
 #include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "attn/io.hpp"
 #include "test_support.hpp"
@@ -148,4 +151,34 @@ TEST_CASE("npy: bad files name the file and what is wrong") {
         CHECK(message.rfind(c.file, 0) == 0);  // the file name comes first
         CHECK(message.find('\n') == std::string::npos);
     }
+}
+
+TEST_CASE("npy: each dtype's descr is numpy's, and a descr's kind and size pick the dtype") {
+    // numpy's own answers, from /usr/bin/python3: [np.dtype(n).str for n in (bool, int8, ..., float64)]
+    const std::pair<DType, const char*> numpy[] = {
+        {DType::Bool, "|b1"},   {DType::Int8, "|i1"},    {DType::Int16, "<i2"},  {DType::Int32, "<i4"},
+        {DType::Int64, "<i8"},  {DType::UInt8, "|u1"},   {DType::UInt16, "<u2"}, {DType::UInt32, "<u4"},
+        {DType::UInt64, "<u8"}, {DType::Float32, "<f4"}, {DType::Float64, "<f8"}};
+    for (const auto& [dtype, descr] : numpy) {
+        CAPTURE(descr);
+        const std::string header = io::npy_header(dtype, {1});
+        CHECK(contains(header, std::string("{'descr': '") + descr + "', "));
+        // Read back: the same dtype, from numpy's descr or its '=' (native order) spelling.
+        for (const char order : {descr[0], '='}) {
+            std::string file = header;
+            file[file.find(descr)] = order;
+            file.append(dtype_size(dtype), '\0');
+            CHECK(io::decode_npy(file, "d.npy").dtype() == dtype);
+        }
+    }
+    // A descr of three characters in place of '<f4' keeps the header's padding right.
+    const auto with_descr = [](const std::string& descr, std::size_t item_size) {
+        std::string file = io::npy_header(DType::Float32, {1});
+        file.replace(file.find("<f4"), 3, descr);
+        return file + std::string(item_size, '\0');
+    };
+    CHECK(io::decode_npy(with_descr("<f2", 2), "h.npy").dtype() == DType::Float32);  // float16, widened
+    CHECK(contains(error_of([&] { io::decode_npy(with_descr("<i3", 3), "x.npy"); }), "(unsupported item size)"));
+    CHECK(contains(error_of([&] { io::decode_npy(with_descr("|b2", 2), "x.npy"); }), "(unsupported item size)"));
+    CHECK(contains(error_of([&] { io::decode_npy(with_descr("<x4", 4), "x.npy"); }), "(unknown kind)"));
 }

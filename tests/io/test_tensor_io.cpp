@@ -81,6 +81,19 @@ TEST_CASE("formats: by extension and by first bytes") {
     st[0] = 2;
     CHECK(io::sniff_format(st + "{}") == io::Format::Safetensors);
     CHECK_FALSE(io::sniff_format("hello").has_value());
+    SUBCASE("near misses") {
+        CHECK_FALSE(io::sniff_format("").has_value());
+        CHECK_FALSE(io::sniff_format(" \t\r\n").has_value());
+        CHECK(io::sniff_format("\t\r\n{") == io::Format::Json);
+        CHECK_FALSE(io::sniff_format("\x93NUMP").has_value());  // the magic cut short
+        // An 8-byte header length of 1 (too short for "{}"), or past the end of the bytes.
+        std::string one(8, '\0');
+        one[0] = 1;
+        CHECK_FALSE(io::sniff_format(one + "{}").has_value());
+        std::string long_header(8, '\0');
+        long_header[0] = 3;
+        CHECK_FALSE(io::sniff_format(long_header + "{}").has_value());
+    }
 }
 
 TEST_CASE("read_tensor: every format, by extension or content") {

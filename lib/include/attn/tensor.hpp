@@ -22,18 +22,30 @@
 
 namespace attn {
 
+// Every dtype, once: X(Enumerator, C++ type, numpy name, npy kind, safetensors name), in
+// the order of DType and of Tensor::Storage's alternatives. The item size is the C++
+// type's; the npy kind is the letter of a .npy descr ('<f4': kind f, 4 bytes) and the
+// safetensors name the dtype of a .safetensors header entry (docs/formats.md). DType,
+// Tensor::Storage, dtype_of, dispatch_dtype, the names and sizes, and the file formats'
+// tables are all made from this list. (float16 and bfloat16 are no DType: they are only
+// read, widened to float32.)
+#define ATTN_DTYPES(X)                             \
+    X(Bool, bool, "bool", 'b', "BOOL")             \
+    X(Int8, std::int8_t, "int8", 'i', "I8")        \
+    X(Int16, std::int16_t, "int16", 'i', "I16")    \
+    X(Int32, std::int32_t, "int32", 'i', "I32")    \
+    X(Int64, std::int64_t, "int64", 'i', "I64")    \
+    X(UInt8, std::uint8_t, "uint8", 'u', "U8")     \
+    X(UInt16, std::uint16_t, "uint16", 'u', "U16") \
+    X(UInt32, std::uint32_t, "uint32", 'u', "U32") \
+    X(UInt64, std::uint64_t, "uint64", 'u', "U64") \
+    X(Float32, float, "float32", 'f', "F32")       \
+    X(Float64, double, "float64", 'f', "F64")
+
 enum class DType : std::uint8_t {
-    Bool,
-    Int8,
-    Int16,
-    Int32,
-    Int64,
-    UInt8,
-    UInt16,
-    UInt32,
-    UInt64,
-    Float32,
-    Float64,
+#define ATTN_DTYPE_ENUMERATOR(enumerator, ...) enumerator,
+    ATTN_DTYPES(ATTN_DTYPE_ENUMERATOR)
+#undef ATTN_DTYPE_ENUMERATOR
 };
 
 using Shape = std::vector<std::size_t>;
@@ -61,60 +73,33 @@ std::string bytes_to_string(std::size_t bytes);
 // or succeed under overcommit and end in the kernel's OOM killer.
 void check_memory(std::size_t bytes, const Subject& subject, const std::string& what);
 
+// The DType of a C++ type: dtype_of<float>::value is DType::Float32.
 template <class T>
 struct dtype_of;
-template <>
-struct dtype_of<bool> {
-    static constexpr DType value = DType::Bool;
+#define ATTN_DTYPE_OF(enumerator, type, ...)              \
+    template <>                                           \
+    struct dtype_of<type> {                               \
+        static constexpr DType value = DType::enumerator; \
+    };
+ATTN_DTYPES(ATTN_DTYPE_OF)
+#undef ATTN_DTYPE_OF
+
+namespace detail {
+// std::variant<xt::xarray<T>...> of the types after the first (a placeholder that lets
+// the list below start every type with a comma).
+template <class Placeholder, class... T>
+struct ArraysOf {
+    using type = std::variant<xt::xarray<T>...>;
 };
-template <>
-struct dtype_of<std::int8_t> {
-    static constexpr DType value = DType::Int8;
-};
-template <>
-struct dtype_of<std::int16_t> {
-    static constexpr DType value = DType::Int16;
-};
-template <>
-struct dtype_of<std::int32_t> {
-    static constexpr DType value = DType::Int32;
-};
-template <>
-struct dtype_of<std::int64_t> {
-    static constexpr DType value = DType::Int64;
-};
-template <>
-struct dtype_of<std::uint8_t> {
-    static constexpr DType value = DType::UInt8;
-};
-template <>
-struct dtype_of<std::uint16_t> {
-    static constexpr DType value = DType::UInt16;
-};
-template <>
-struct dtype_of<std::uint32_t> {
-    static constexpr DType value = DType::UInt32;
-};
-template <>
-struct dtype_of<std::uint64_t> {
-    static constexpr DType value = DType::UInt64;
-};
-template <>
-struct dtype_of<float> {
-    static constexpr DType value = DType::Float32;
-};
-template <>
-struct dtype_of<double> {
-    static constexpr DType value = DType::Float64;
-};
+}  // namespace detail
 
 class Tensor {
 public:
-    // The alternatives are in the order of DType, so storage_.index() is the dtype.
-    using Storage =
-        std::variant<xt::xarray<bool>, xt::xarray<std::int8_t>, xt::xarray<std::int16_t>, xt::xarray<std::int32_t>,
-                     xt::xarray<std::int64_t>, xt::xarray<std::uint8_t>, xt::xarray<std::uint16_t>,
-                     xt::xarray<std::uint32_t>, xt::xarray<std::uint64_t>, xt::xarray<float>, xt::xarray<double>>;
+    // An xt::xarray of each type of ATTN_DTYPES, in the order of DType, so storage_.index()
+    // is the dtype.
+#define ATTN_DTYPE_COMMA_TYPE(enumerator, type, ...) , type
+    using Storage = detail::ArraysOf<void ATTN_DTYPES(ATTN_DTYPE_COMMA_TYPE)>::type;
+#undef ATTN_DTYPE_COMMA_TYPE
 
     Tensor() = default;
     template <class T>
@@ -229,19 +214,12 @@ private:
 template <class F>
 decltype(auto) dispatch_dtype(DType dtype, F&& f) {
     switch (dtype) {
-        case DType::Bool: return f(bool{});
-        case DType::Int8: return f(std::int8_t{});
-        case DType::Int16: return f(std::int16_t{});
-        case DType::Int32: return f(std::int32_t{});
-        case DType::Int64: return f(std::int64_t{});
-        case DType::UInt8: return f(std::uint8_t{});
-        case DType::UInt16: return f(std::uint16_t{});
-        case DType::UInt32: return f(std::uint32_t{});
-        case DType::UInt64: return f(std::uint64_t{});
-        case DType::Float32: return f(float{});
-        case DType::Float64: break;
+#define ATTN_DTYPE_CASE(enumerator, type, ...) \
+    case DType::enumerator: return f(type{});
+        ATTN_DTYPES(ATTN_DTYPE_CASE)
+#undef ATTN_DTYPE_CASE
     }
-    return f(double{});
+    return f(double{});  // no DType holds another value; this keeps every path returning
 }
 
 }  // namespace attn

@@ -1,14 +1,18 @@
+// attn::Tensor and its dtypes (attn/tensor.hpp): the dtypes' names and sizes, made from
+// ATTN_DTYPES and checked against Tensor::Storage; shapes and the memory checks; the
+// factories; the scans for non-finite values.
 #include "attn/tensor.hpp"
 
 #include <sys/mman.h>
 
-#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <type_traits>
+#include <variant>
 
 namespace attn {
 namespace {
@@ -19,19 +23,26 @@ struct DTypeInfo {
     std::size_t size;
 };
 
-constexpr std::array<DTypeInfo, 11> kDTypes = {{
-    {DType::Bool, "bool", 1},
-    {DType::Int8, "int8", 1},
-    {DType::Int16, "int16", 2},
-    {DType::Int32, "int32", 4},
-    {DType::Int64, "int64", 8},
-    {DType::UInt8, "uint8", 1},
-    {DType::UInt16, "uint16", 2},
-    {DType::UInt32, "uint32", 4},
-    {DType::UInt64, "uint64", 8},
-    {DType::Float32, "float32", 4},
-    {DType::Float64, "float64", 8},
-}};
+// numpy's bool is one byte, as the C++ bool the table sizes it by.
+static_assert(sizeof(bool) == 1);
+
+// In the order of DType, so that kDTypes[dtype] is its entry.
+constexpr DTypeInfo kDTypes[] = {
+#define ATTN_DTYPE_INFO(enumerator, type, name, ...) {DType::enumerator, name, sizeof(type)},
+    ATTN_DTYPES(ATTN_DTYPE_INFO)
+#undef ATTN_DTYPE_INFO
+};
+
+// Tensor::dtype() is storage_.index(): each dtype's alternative must hold its own type.
+#define ATTN_CHECK_DTYPE(enumerator, type, ...)                                                                  \
+    static_assert(                                                                                               \
+        std::is_same_v<std::variant_alternative_t<static_cast<std::size_t>(DType::enumerator), Tensor::Storage>, \
+                       xt::xarray<type>>);                                                                       \
+    static_assert(dtype_of<type>::value == DType::enumerator);                                                   \
+    static_assert(kDTypes[static_cast<std::size_t>(DType::enumerator)].dtype == DType::enumerator);
+ATTN_DTYPES(ATTN_CHECK_DTYPE)
+#undef ATTN_CHECK_DTYPE
+static_assert(std::variant_size_v<Tensor::Storage> == std::size(kDTypes));
 
 const DTypeInfo& info(DType dtype) { return kDTypes[static_cast<std::size_t>(dtype)]; }
 
@@ -61,7 +72,9 @@ std::optional<DType> dtype_from_name(std::string_view name) {
 
 std::size_t dtype_size(DType dtype) { return info(dtype).size; }
 
-bool is_floating(DType dtype) { return dtype == DType::Float32 || dtype == DType::Float64; }
+bool is_floating(DType dtype) {
+    return dispatch_dtype(dtype, [](auto tag) { return std::is_floating_point_v<decltype(tag)>; });
+}
 
 std::string shape_to_string(const Shape& shape) {
     std::string s = "(";

@@ -1,7 +1,12 @@
+// Element bytes of a file decoded into a tensor (element_decode.hpp): either byte order,
+// float16/bfloat16 widened, column-major data transposed; and the overflow-checked size
+// arithmetic the readers measure files with.
 #include "io/element_decode.hpp"
 
 #include <cstring>
 #include <limits>
+
+#include "io/format_error.hpp"
 
 namespace attn::detail {
 
@@ -41,16 +46,14 @@ float bfloat16_to_float(std::uint16_t bits) {
 
 std::size_t checked_mul(std::size_t a, std::size_t b, const std::string& subject) {
     if (a != 0 && b > std::numeric_limits<std::size_t>::max() / a) {
-        throw Error(ErrorKind::Format, subject,
-                    "size overflows (" + std::to_string(a) + " x " + std::to_string(b) + ")");
+        throw_format_error(subject, "size overflows (" + std::to_string(a) + " x " + std::to_string(b) + ")");
     }
     return a * b;
 }
 
 std::size_t checked_add(std::size_t a, std::size_t b, const std::string& subject) {
     if (b > std::numeric_limits<std::size_t>::max() - a) {
-        throw Error(ErrorKind::Format, subject,
-                    "size overflows (" + std::to_string(a) + " + " + std::to_string(b) + ")");
+        throw_format_error(subject, "size overflows (" + std::to_string(a) + " + " + std::to_string(b) + ")");
     }
     return a + b;
 }

@@ -1,10 +1,11 @@
 // .npy reading and writing (docs/formats.md, numpy/lib/format.py).
 #include <algorithm>
-#include <cstring>
+#include <iterator>
 #include <optional>
 
 #include "attn/io.hpp"
 #include "common/text.hpp"
+#include "io/format_error.hpp"
 #include "io/npy_header.hpp"
 
 namespace attn::io {
@@ -12,11 +13,31 @@ namespace {
 
 using detail::ElementEncoding;
 using detail::NpyHeader;
+using detail::throw_format_error;
 
-constexpr char kMagic[] = "\x93NUMPY";
-constexpr std::size_t kMagicSize = 6;
+// Each DType's descr in a .npy header: its kind letter and item size, in DType order.
+struct NpyDType {
+    DType dtype;
+    char kind;
+    std::size_t size;
+};
+constexpr NpyDType kNpyDTypes[] = {
+#define ATTN_NPY_DTYPE(enumerator, type, name, npy_kind, ...) {DType::enumerator, npy_kind, sizeof(type)},
+    ATTN_DTYPES(ATTN_NPY_DTYPE)
+#undef ATTN_NPY_DTYPE
+};
 
-[[noreturn]] void fail(const std::string& name, const std::string& what) { throw Error(ErrorKind::Format, name, what); }
+bool is_npy_kind(char kind) {
+    return std::any_of(std::begin(kNpyDTypes), std::end(kNpyDTypes), [&](const NpyDType& d) { return d.kind == kind; });
+}
+
+// The DType a descr of this kind and item size decodes to without conversion.
+std::optional<DType> dtype_of_descr(char kind, std::size_t size) {
+    for (const NpyDType& d : kNpyDTypes) {
+        if (d.kind == kind && d.size == size) return d.dtype;
+    }
+    return std::nullopt;
+}
 
 // A tokenizer for the Python dict literal of an npy header:
 // {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
@@ -36,7 +57,9 @@ public:
             if (key == "descr") {
                 once(seen_descr, key);
                 skip_space();
-                if (peek() == '[') fail(name_, "npy header: structured dtypes (descr is a list) are not supported");
+                if (peek() == '[') {
+                    throw_format_error(name_, "npy header: structured dtypes (descr is a list) are not supported");
+                }
                 header.encoding = parse_descr(parse_string("descr"));
             } else if (key == "fortran_order") {
                 once(seen_order, key);
@@ -45,23 +68,25 @@ public:
                 once(seen_shape, key);
                 header.shape = parse_shape();
             } else {
-                fail(name_,
-                     "npy header: unexpected key '" + detail::printable(key) + "' (expected descr, fortran_order, shape)");
+                throw_format_error(name_, "npy header: unexpected key '" + detail::printable(key) +
+                                              "' (expected descr, fortran_order, shape)");
             }
             skip_space();
             if (peek() == ',') {
                 ++pos_;
                 continue;
             }
-            if (peek() != '}') fail(name_, "npy header: expected ',' or '}' at offset " + std::to_string(pos_));
+            if (peek() != '}') {
+                throw_format_error(name_, "npy header: expected ',' or '}' at offset " + std::to_string(pos_));
+            }
         }
         ++pos_;
         for (auto [seen, key] :
              {std::pair{seen_descr, "descr"}, {seen_order, "fortran_order"}, {seen_shape, "shape"}}) {
-            if (!seen) fail(name_, std::string("npy header: missing key '") + key + "'");
+            if (!seen) throw_format_error(name_, std::string("npy header: missing key '") + key + "'");
         }
         skip_space();
-        if (pos_ != text_.size()) fail(name_, "npy header: unexpected text after the dictionary");
+        if (pos_ != text_.size()) throw_format_error(name_, "npy header: unexpected text after the dictionary");
         return header;
     }
 
@@ -77,22 +102,25 @@ private:
     void expect(char c) {
         skip_space();
         if (peek() != c) {
-            fail(name_, std::string("npy header: expected '") + c + "' at offset " + std::to_string(pos_));
+            throw_format_error(name_,
+                               std::string("npy header: expected '") + c + "' at offset " + std::to_string(pos_));
         }
         ++pos_;
     }
 
     void once(bool& seen, const std::string& key) {
-        if (seen) fail(name_, "npy header: duplicate key '" + key + "'");
+        if (seen) throw_format_error(name_, "npy header: duplicate key '" + key + "'");
         seen = true;
     }
 
     std::string parse_string(const char* what) {
         skip_space();
         const char quote = peek();
-        if (quote != '\'' && quote != '"') fail(name_, std::string("npy header: expected a quoted string for ") + what);
+        if (quote != '\'' && quote != '"') {
+            throw_format_error(name_, std::string("npy header: expected a quoted string for ") + what);
+        }
         const std::size_t end = text_.find(quote, pos_ + 1);
-        if (end == std::string_view::npos) fail(name_, "npy header: unterminated string");
+        if (end == std::string_view::npos) throw_format_error(name_, "npy header: unterminated string");
         std::string s(text_.substr(pos_ + 1, end - pos_ - 1));
         pos_ = end + 1;
         return s;
@@ -106,7 +134,7 @@ private:
                 return value;
             }
         }
-        fail(name_, "npy header: fortran_order must be True or False");
+        throw_format_error(name_, "npy header: fortran_order must be True or False");
     }
 
     Shape parse_shape() {
@@ -115,12 +143,16 @@ private:
         while (true) {
             skip_space();
             if (peek() == ')') break;
-            if (peek() == '-') fail(name_, "npy header: negative dimension in shape");
-            if (peek() < '0' || peek() > '9') fail(name_, "npy header: shape must be a tuple of non-negative integers");
+            if (peek() == '-') throw_format_error(name_, "npy header: negative dimension in shape");
+            if (peek() < '0' || peek() > '9') {
+                throw_format_error(name_, "npy header: shape must be a tuple of non-negative integers");
+            }
             std::size_t value = 0;
             while (peek() >= '0' && peek() <= '9') {
                 const auto digit = static_cast<std::size_t>(peek() - '0');
-                if (value > (SIZE_MAX - digit) / 10) fail(name_, "npy header: dimension in shape overflows");
+                if (value > (SIZE_MAX - digit) / 10) {
+                    throw_format_error(name_, "npy header: dimension in shape overflows");
+                }
                 value = value * 10 + digit;
                 ++pos_;
             }
@@ -131,17 +163,17 @@ private:
                 ++pos_;
                 continue;
             }
-            if (peek() != ')') fail(name_, "npy header: expected ',' or ')' in shape");
+            if (peek() != ')') throw_format_error(name_, "npy header: expected ',' or ')' in shape");
         }
         ++pos_;
-        if (shape.size() > 64) fail(name_, "npy header: shape has more than 64 dimensions");
+        if (shape.size() > 64) throw_format_error(name_, "npy header: shape has more than 64 dimensions");
         return shape;
     }
 
     ElementEncoding parse_descr(const std::string& descr) {
         auto unsupported = [&](const std::string& why) -> ElementEncoding {
-            fail(name_, "unsupported dtype '" + detail::printable(descr) + "' (" + why +
-                            "); expected bool, int8-64, uint8-64, float16, float32 or float64");
+            throw_format_error(name_, "unsupported dtype '" + detail::printable(descr) + "' (" + why +
+                                          "); expected bool, int8-64, uint8-64, float16, float32 or float64");
         };
         if (descr.size() < 2) return unsupported("malformed descr");
         const char order = descr[0];
@@ -157,42 +189,17 @@ private:
             !std::all_of(size_text.begin(), size_text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
             return unsupported("malformed item size");
         }
-        const int size = std::stoi(size_text);
+        const auto size = static_cast<std::size_t>(std::stoi(size_text));
         ElementEncoding e;
-        e.item_size = static_cast<std::size_t>(size);
+        e.item_size = size;
         e.big_endian = order == '>';
-        std::optional<DType> dtype;
-        switch (kind) {
-            case 'b':
-                if (size == 1) dtype = DType::Bool;
-                break;
-            case 'i':
-                dtype = size == 1   ? DType::Int8
-                        : size == 2 ? DType::Int16
-                        : size == 4 ? DType::Int32
-                        : size == 8 ? DType::Int64
-                                    : std::optional<DType>();
-                break;
-            case 'u':
-                dtype = size == 1   ? DType::UInt8
-                        : size == 2 ? DType::UInt16
-                        : size == 4 ? DType::UInt32
-                        : size == 8 ? DType::UInt64
-                                    : std::optional<DType>();
-                break;
-            case 'f':
-                if (size == 2) {
-                    dtype = DType::Float32;
-                    e.half = ElementEncoding::Half::Float16;
-                } else if (size == 4) {
-                    dtype = DType::Float32;
-                } else if (size == 8) {
-                    dtype = DType::Float64;
-                }
-                break;
-            default: return unsupported("unknown kind");
+        if (kind == 'f' && size == 2) {
+            e.dtype = DType::Float32;
+            e.half = ElementEncoding::Half::Float16;
+            return e;
         }
-        if (!dtype) return unsupported("unsupported item size");
+        const std::optional<DType> dtype = dtype_of_descr(kind, size);
+        if (!dtype) return unsupported(is_npy_kind(kind) ? "unsupported item size" : "unknown kind");
         e.dtype = *dtype;
         return e;
     }
@@ -203,14 +210,10 @@ private:
 };
 
 std::string descr_of(DType dtype) {
-    switch (dtype) {
-        case DType::Bool: return "|b1";
-        case DType::Int8: return "|i1";
-        case DType::UInt8: return "|u1";
-        default: break;
-    }
-    const char kind = is_floating(dtype) ? 'f' : (dtype >= DType::UInt8 ? 'u' : 'i');
-    return std::string("<") + kind + std::to_string(dtype_size(dtype));
+    const std::size_t size = dtype_size(dtype);
+    // One-byte items have no byte order: numpy writes '|' for them.
+    return (size == 1 ? "|" : "<") + std::string(1, kNpyDTypes[static_cast<std::size_t>(dtype)].kind) +
+           std::to_string(size);
 }
 
 }  // namespace
@@ -226,10 +229,10 @@ std::string npy_header(DType dtype, const Shape& shape) {
     // numpy leaves room to grow the first dimension in place (GROWTH_AXIS_MAX_DIGITS = 21),
     // then pads so that the data start at a multiple of 64 bytes; match it byte for byte.
     if (!shape.empty()) dict.append(21 - std::to_string(shape[0]).size(), ' ');
-    const std::size_t unpadded = kMagicSize + 2 + 2 + dict.size() + 1;
+    const std::size_t unpadded = detail::kNpyMagic.size() + 2 + 2 + dict.size() + 1;
     dict.append((64 - unpadded % 64) % 64, ' ');
     dict += '\n';
-    std::string header(kMagic, kMagicSize);
+    std::string header(detail::kNpyMagic);
     header += '\x01';
     header += '\x00';
     header += static_cast<char>(dict.size() & 0xFF);
@@ -255,30 +258,30 @@ Tensor decode_npy(std::string_view bytes, const std::string& name) {
 namespace attn::detail {
 
 NpyHeader parse_npy_header(std::string_view prefix, std::size_t file_size, const std::string& name) {
-    if (file_size == 0) io::fail(name, "file is empty (expected an npy file)");
-    if (prefix.size() < io::kMagicSize || std::memcmp(prefix.data(), io::kMagic, io::kMagicSize) != 0) {
-        io::fail(name, "not an npy file (bad magic; expected \\x93NUMPY)");
+    if (file_size == 0) throw_format_error(name, "file is empty (expected an npy file)");
+    if (prefix.substr(0, kNpyMagic.size()) != kNpyMagic) {
+        throw_format_error(name, "not an npy file (bad magic; expected \\x93NUMPY)");
     }
-    if (prefix.size() < 8) io::fail(name, "npy header truncated (file ends after the magic)");
+    if (prefix.size() < 8) throw_format_error(name, "npy header truncated (file ends after the magic)");
     const auto major = static_cast<unsigned char>(prefix[6]);
     const auto minor = static_cast<unsigned char>(prefix[7]);
     if (major < 1 || major > 3 || minor != 0) {
-        io::fail(name, "unsupported npy version " + std::to_string(major) + "." + std::to_string(minor) +
-                           " (expected 1.0, 2.0 or 3.0)");
+        throw_format_error(name, "unsupported npy version " + std::to_string(major) + "." + std::to_string(minor) +
+                                     " (expected 1.0, 2.0 or 3.0)");
     }
     const std::size_t length_size = major == 1 ? 2 : 4;
-    if (prefix.size() < 8 + length_size) io::fail(name, "npy header truncated (no header length)");
+    if (prefix.size() < 8 + length_size) throw_format_error(name, "npy header truncated (no header length)");
     const std::size_t header_len = load_le(prefix.data() + 8, length_size);
     if (header_len > kNpyMaxHeaderSize) {
-        io::fail(name, "npy header length " + std::to_string(header_len) + " is over the cap of " +
-                           std::to_string(kNpyMaxHeaderSize) + " bytes");
+        throw_format_error(name, "npy header length " + std::to_string(header_len) + " is over the cap of " +
+                                     std::to_string(kNpyMaxHeaderSize) + " bytes");
     }
     const std::size_t data_offset = 8 + length_size + header_len;
     if (data_offset > file_size) {
-        io::fail(name, "npy header length " + std::to_string(header_len) + " runs past the end of the file (" +
-                           std::to_string(file_size) + " bytes)");
+        throw_format_error(name, "npy header length " + std::to_string(header_len) +
+                                     " runs past the end of the file (" + std::to_string(file_size) + " bytes)");
     }
-    if (data_offset > prefix.size()) io::fail(name, "npy header truncated");
+    if (data_offset > prefix.size()) throw_format_error(name, "npy header truncated");
     std::string_view text = prefix.substr(8 + length_size, header_len);
     NpyHeader header = io::HeaderParser(text, name).parse();
     header.data_offset = data_offset;
@@ -292,9 +295,9 @@ NpyHeader parse_npy_header(std::string_view prefix, std::size_t file_size, const
 void check_npy_data_size(const NpyHeader& header, std::size_t file_size, const std::string& name) {
     const std::size_t have = file_size - header.data_offset;
     if (have != header.data_size) {
-        io::fail(name, "npy data is " + std::to_string(have) + " bytes, shape " + shape_to_string(header.shape) +
-                           " needs " + std::to_string(header.data_size) +
-                           (have < header.data_size ? " (truncated)" : " (trailing bytes)"));
+        throw_format_error(name, "npy data is " + std::to_string(have) + " bytes, shape " +
+                                     shape_to_string(header.shape) + " needs " + std::to_string(header.data_size) +
+                                     (have < header.data_size ? " (truncated)" : " (trailing bytes)"));
     }
 }
 

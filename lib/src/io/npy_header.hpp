@@ -18,6 +18,9 @@ struct NpyHeader {
     std::size_t data_size = 0;    // element count x item size, overflow-checked
 };
 
+// The first bytes of every .npy file.
+inline constexpr std::string_view kNpyMagic("\x93NUMPY", 6);
+
 // numpy's default cap on the header length (max_header_size).
 constexpr std::size_t kNpyMaxHeaderSize = 10000;
 // Enough leading bytes to hold any header under the cap.

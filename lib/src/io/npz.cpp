@@ -22,12 +22,14 @@
 #include "attn/io.hpp"
 #include "common/text.hpp"
 #include "io/element_decode.hpp"
+#include "io/format_error.hpp"
 #include "io/npy_header.hpp"
 
 namespace attn::io {
 namespace {
 
 using detail::checked_add;
+using detail::throw_format_error;
 
 constexpr std::string_view kNpySuffix = ".npy";
 // Deflate cannot expand better than 1032:1 (a 258-byte match in two bits); a larger claim
@@ -40,8 +42,6 @@ constexpr std::uint64_t kMaxMemberBytes = std::uint64_t(1) << 36;  // 64 GiB
 // np.savez stamps members with the current time; a fixed one makes output reproducible
 // (libzip stores it as local time, as zip dates are).
 constexpr std::time_t kMemberMtime = 946684800;  // 2000-01-01T00:00:00Z
-
-[[noreturn]] void fail(const std::string& name, const std::string& what) { throw Error(ErrorKind::Format, name, what); }
 
 std::string strip_npy_suffix(std::string_view zip_name) {
     if (detail::ends_with(zip_name, kNpySuffix)) zip_name.remove_suffix(kNpySuffix.size());
@@ -86,27 +86,30 @@ class NpzReader {
 public:
     NpzReader(std::string_view bytes, const std::string& name) : name_(name), archive_size_(bytes.size()) {
         // libzip opens an empty buffer as a new, empty archive; an empty file is no npz.
-        if (bytes.empty()) fail(name_, "empty file, expected a zip archive (.npz)");
+        if (bytes.empty()) throw_format_error(name_, "empty file, expected a zip archive (.npz)");
         ZipError error;
         ZipSourcePtr source(zip_source_buffer_create(bytes.data(), bytes.size(), 0, error.get()));
-        if (!source) fail(name_, "cannot read the zip archive: " + error.message());
+        if (!source) throw_format_error(name_, "cannot read the zip archive: " + error.message());
         archive_.reset(zip_open_from_source(source.get(), ZIP_RDONLY | ZIP_CHECKCONS, error.get()));
-        if (!archive_) fail(name_, "not a valid zip archive (.npz): " + error.message());
+        if (!archive_) throw_format_error(name_, "not a valid zip archive (.npz): " + error.message());
         source.release();  // the archive owns it now
 
         const zip_int64_t count = zip_get_num_entries(archive_.get(), 0);
-        if (count < 0) fail(name_, "cannot list the zip archive: " + std::string(zip_strerror(archive_.get())));
+        if (count < 0) {
+            throw_format_error(name_, "cannot list the zip archive: " + std::string(zip_strerror(archive_.get())));
+        }
         std::unordered_set<std::string> seen;
         for (zip_int64_t i = 0; i < count; ++i) {
             const char* zip_name = zip_get_name(archive_.get(), zip_uint64_t(i), 0);
             if (zip_name == nullptr) {
-                fail(name_,
-                     "cannot read the name of zip entry " + std::to_string(i) + ": " + zip_strerror(archive_.get()));
+                throw_format_error(name_, "cannot read the name of zip entry " + std::to_string(i) + ": " +
+                                              zip_strerror(archive_.get()));
             }
             Member member{zip_uint64_t(i), zip_name, strip_npy_suffix(zip_name)};
             // "a" and "a.npy" would both answer to the name "a".
             if (!seen.insert(member.name).second) {
-                fail(name_, "two members are named " + detail::quoted(member.name) + " (with or without .npy)");
+                throw_format_error(name_,
+                                   "two members are named " + detail::quoted(member.name) + " (with or without .npy)");
             }
             members_.push_back(std::move(member));
         }
@@ -128,8 +131,10 @@ public:
         for (const auto& m : members_) {
             if (m.name == wanted && m.zip_name != m.name) return m;
         }
-        if (members_.empty()) fail(name_, "no member " + detail::quoted(wanted) + ": the archive is empty");
-        fail(name_, "no member " + detail::quoted(wanted) + "; members: " + detail::join_names(names()));
+        if (members_.empty()) {
+            throw_format_error(name_, "no member " + detail::quoted(wanted) + ": the archive is empty");
+        }
+        throw_format_error(name_, "no member " + detail::quoted(wanted) + "; members: " + detail::join_names(names()));
     }
 
     Tensor decode(const Member& member) const { return decode_npy(read_member(member), tensor_subject(member)); }
@@ -144,39 +149,42 @@ private:
         zip_stat_t st;
         zip_stat_init(&st);
         if (zip_stat_index(archive_.get(), member.index, 0, &st) != 0) {
-            fail(name_, subject + ": " + zip_strerror(archive_.get()));
+            throw_format_error(name_, subject + ": " + zip_strerror(archive_.get()));
         }
         constexpr zip_uint64_t needed = ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE | ZIP_STAT_COMP_METHOD;
-        if ((st.valid & needed) != needed) fail(name_, subject + ": the central directory gives no sizes");
+        if ((st.valid & needed) != needed) {
+            throw_format_error(name_, subject + ": the central directory gives no sizes");
+        }
         if ((st.valid & ZIP_STAT_ENCRYPTION_METHOD) && st.encryption_method != ZIP_EM_NONE) {
-            fail(name_, subject + " is encrypted; npz members are not");
+            throw_format_error(name_, subject + " is encrypted; npz members are not");
         }
         // libzip checks this when it opens the archive; it bounds every size below.
         if (st.comp_size > archive_size_) {
-            fail(name_, subject + " declares " + std::to_string(st.comp_size) + " compressed bytes, more than the " +
-                            std::to_string(archive_size_) + " bytes of the whole archive");
+            throw_format_error(name_, subject + " declares " + std::to_string(st.comp_size) +
+                                          " compressed bytes, more than the " + std::to_string(archive_size_) +
+                                          " bytes of the whole archive");
         }
         if (st.comp_method == ZIP_CM_STORE) {
             if (st.size != st.comp_size) {
-                fail(name_, subject + " is stored uncompressed but declares " + std::to_string(st.size) +
-                                " bytes and holds " + std::to_string(st.comp_size));
+                throw_format_error(name_, subject + " is stored uncompressed but declares " + std::to_string(st.size) +
+                                              " bytes and holds " + std::to_string(st.comp_size));
             }
         } else if (st.comp_method == ZIP_CM_DEFLATE) {
             const std::uint64_t most = st.comp_size > (UINT64_MAX - kDeflateSlackBytes) / kMaxDeflateRatio
                                            ? UINT64_MAX
                                            : st.comp_size * kMaxDeflateRatio + kDeflateSlackBytes;
             if (st.size > most) {
-                fail(name_, subject + " declares " + std::to_string(st.size) + " bytes uncompressed from " +
-                                std::to_string(st.comp_size) +
-                                " compressed, more than deflate can produce (at most 1032:1)");
+                throw_format_error(name_, subject + " declares " + std::to_string(st.size) +
+                                              " bytes uncompressed from " + std::to_string(st.comp_size) +
+                                              " compressed, more than deflate can produce (at most 1032:1)");
             }
         } else {
-            fail(name_, subject + " uses compression method " + std::to_string(st.comp_method) +
-                            ", expected 0 (stored) or 8 (deflated)");
+            throw_format_error(name_, subject + " uses compression method " + std::to_string(st.comp_method) +
+                                          ", expected 0 (stored) or 8 (deflated)");
         }
         if (st.size > kMaxMemberBytes) {
-            fail(name_, subject + " declares " + std::to_string(st.size) + " bytes uncompressed, over the limit of " +
-                            std::to_string(kMaxMemberBytes));
+            throw_format_error(name_, subject + " declares " + std::to_string(st.size) +
+                                          " bytes uncompressed, over the limit of " + std::to_string(kMaxMemberBytes));
         }
         return st;
     }
@@ -187,11 +195,11 @@ private:
         while (size > 0) {
             const zip_int64_t got = zip_fread(file, out, size);
             if (got < 0) {
-                fail(name_, member_subject(member) + ": " + zip_error_strerror(zip_file_get_error(file)));
+                throw_format_error(name_, member_subject(member) + ": " + zip_error_strerror(zip_file_get_error(file)));
             }
             if (got == 0) {
-                fail(name_, member_subject(member) + " ends after " + std::to_string(done) +
-                                " bytes, the central directory declares " + std::to_string(declared));
+                throw_format_error(name_, member_subject(member) + " ends after " + std::to_string(done) +
+                                              " bytes, the central directory declares " + std::to_string(declared));
             }
             out += got;
             size -= std::uint64_t(got);
@@ -212,20 +220,23 @@ private:
 
     std::string read_member(const Member& member) const {
         const std::string subject = member_subject(member);
-        if (detail::ends_with(member.zip_name, "/")) fail(name_, subject + " is a directory, not an .npy file");
+        if (detail::ends_with(member.zip_name, "/")) {
+            throw_format_error(name_, subject + " is a directory, not an .npy file");
+        }
         const zip_stat_t st = checked_stat(member);
 
         ZipFilePtr file(zip_fopen_index(archive_.get(), member.index, 0));
-        if (!file) fail(name_, subject + ": " + zip_strerror(archive_.get()));
+        if (!file) throw_format_error(name_, subject + ": " + zip_strerror(archive_.get()));
 
         std::string bytes;
         const detail::NpyHeader header = read_npy_header(file.get(), member, st.size, bytes);
         const std::uint64_t implied = checked_add(header.data_offset, header.data_size, name_);
         if (implied != st.size) {
-            fail(name_, subject + " declares " + std::to_string(st.size) +
-                            " bytes uncompressed, its npy header (shape " + shape_to_string(header.shape) + ", " +
-                            std::to_string(header.encoding.item_size) + "-byte items) implies " +
-                            std::to_string(implied));
+            throw_format_error(name_, subject + " declares " + std::to_string(st.size) +
+                                          " bytes uncompressed, its npy header (shape " +
+                                          shape_to_string(header.shape) + ", " +
+                                          std::to_string(header.encoding.item_size) + "-byte items) implies " +
+                                          std::to_string(implied));
         }
         // The inflated member and the tensor decoded from it are both held for a moment.
         const std::size_t tensor_bytes =
@@ -239,9 +250,10 @@ private:
         // Reading to the end is what makes libzip compare the CRC.
         char extra = 0;
         const zip_int64_t got = zip_fread(file.get(), &extra, 1);
-        if (got < 0) fail(name_, subject + ": " + zip_error_strerror(zip_file_get_error(file.get())));
+        if (got < 0) throw_format_error(name_, subject + ": " + zip_error_strerror(zip_file_get_error(file.get())));
         if (got > 0) {
-            fail(name_, subject + " inflates to more than the " + std::to_string(st.size) + " bytes it declares");
+            throw_format_error(
+                name_, subject + " inflates to more than the " + std::to_string(st.size) + " bytes it declares");
         }
         return bytes;
     }
@@ -258,6 +270,51 @@ constexpr std::string_view kEmptyZip("PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0
 
 // libzip fails here only when memory runs out; there is no file to name yet.
 [[noreturn]] void fail_write(const std::string& what) { throw Error(ErrorKind::Io, "", "writing .npz: " + what); }
+
+void check_distinct_names(const NamedTensors& tensors) {
+    std::unordered_set<std::string> seen;
+    for (const auto& [tensor_name, tensor] : tensors) {
+        if (!seen.insert(tensor_name).second) {
+            throw Error(ErrorKind::Usage, "tensor " + detail::quoted(tensor_name),
+                        "appears twice; the members of an .npz need distinct names");
+        }
+    }
+}
+
+// `bytes` as the member `zip_name`, stored uncompressed (as np.savez stores) with the
+// fixed time stamp. `bytes` must live until the archive is closed.
+void add_stored_member(zip_t* archive, const std::string& zip_name, const std::string& bytes) {
+    const std::string subject = "member " + detail::quoted(zip_name);
+    zip_source_t* member = zip_source_buffer(archive, bytes.data(), bytes.size(), 0);
+    if (member == nullptr) fail_write(subject + ": " + zip_strerror(archive));
+    const zip_int64_t index = zip_file_add(archive, zip_name.c_str(), member, 0);
+    if (index < 0) {
+        zip_source_free(member);
+        fail_write(subject + ": " + zip_strerror(archive));
+    }
+    if (zip_set_file_compression(archive, zip_uint64_t(index), ZIP_CM_STORE, 0) != 0 ||
+        zip_file_set_mtime(archive, zip_uint64_t(index), kMemberMtime, 0) != 0) {
+        fail_write(subject + ": " + zip_strerror(archive));
+    }
+}
+
+// The bytes a closed archive left in its in-memory source.
+std::string read_back(zip_source_t* buffer) {
+    if (zip_source_open(buffer) != 0) {
+        fail_write("cannot read back the zip archive: " + std::string(zip_error_strerror(zip_source_error(buffer))));
+    }
+    zip_stat_t st;
+    zip_stat_init(&st);
+    std::string bytes;
+    if (zip_source_stat(buffer, &st) == 0 && (st.valid & ZIP_STAT_SIZE)) {
+        bytes.resize(st.size);
+        const zip_int64_t got = zip_source_read(buffer, bytes.data(), st.size);
+        if (got < 0 || zip_uint64_t(got) != st.size) bytes.clear();
+    }
+    zip_source_close(buffer);
+    if (bytes.empty()) fail_write("cannot read back the zip archive");
+    return bytes;
+}
 
 }  // namespace
 
@@ -283,14 +340,7 @@ void encode_npz(const NamedTensors& tensors, ByteSink& sink) {
         sink.write(kEmptyZip);
         return;
     }
-    std::unordered_set<std::string> seen;
-    for (const auto& [tensor_name, tensor] : tensors) {
-        if (!seen.insert(tensor_name).second) {
-            throw Error(ErrorKind::Usage, "tensor " + detail::quoted(tensor_name),
-                        "appears twice; the members of an .npz need distinct names");
-        }
-    }
-
+    check_distinct_names(tensors);
     // libzip reads the member bytes only in zip_close, so they live until then.
     std::vector<std::string> npy_files;
     npy_files.reserve(tensors.size());
@@ -306,41 +356,13 @@ void encode_npz(const NamedTensors& tensors, ByteSink& sink) {
     ZipArchivePtr archive(zip_open_from_source(buffer.get(), ZIP_TRUNCATE, error.get()));
     if (!archive) fail_write("cannot create the zip archive: " + error.message());
     zip_source_keep(buffer.get());  // the archive frees its reference on close; ours reads the bytes after
-
     for (std::size_t i = 0; i < tensors.size(); ++i) {
-        const std::string zip_name = tensors[i].first + std::string(kNpySuffix);
-        const std::string subject = "member " + detail::quoted(zip_name);
-        zip_source_t* member = zip_source_buffer(archive.get(), npy_files[i].data(), npy_files[i].size(), 0);
-        if (member == nullptr) fail_write(subject + ": " + zip_strerror(archive.get()));
-        const zip_int64_t index = zip_file_add(archive.get(), zip_name.c_str(), member, 0);
-        if (index < 0) {
-            zip_source_free(member);
-            fail_write(subject + ": " + zip_strerror(archive.get()));
-        }
-        if (zip_set_file_compression(archive.get(), zip_uint64_t(index), ZIP_CM_STORE, 0) != 0 ||
-            zip_file_set_mtime(archive.get(), zip_uint64_t(index), kMemberMtime, 0) != 0) {
-            fail_write(subject + ": " + zip_strerror(archive.get()));
-        }
+        add_stored_member(archive.get(), tensors[i].first + std::string(kNpySuffix), npy_files[i]);
     }
     if (zip_close(archive.get()) != 0)
         fail_write("cannot write the zip archive: " + std::string(zip_strerror(archive.get())));
     archive.release();  // closed
-
-    if (zip_source_open(buffer.get()) != 0) {
-        fail_write("cannot read back the zip archive: " +
-                   std::string(zip_error_strerror(zip_source_error(buffer.get()))));
-    }
-    zip_stat_t st;
-    zip_stat_init(&st);
-    std::string bytes;
-    if (zip_source_stat(buffer.get(), &st) == 0 && (st.valid & ZIP_STAT_SIZE)) {
-        bytes.resize(st.size);
-        const zip_int64_t got = zip_source_read(buffer.get(), bytes.data(), st.size);
-        if (got < 0 || zip_uint64_t(got) != st.size) bytes.clear();
-    }
-    zip_source_close(buffer.get());
-    if (bytes.empty()) fail_write("cannot read back the zip archive");
-    sink.write(bytes);
+    sink.write(read_back(buffer.get()));
 }
 
 }  // namespace attn::io

@@ -6,7 +6,6 @@
 // spanning the bytes its dtype and shape need. Every allocation is therefore bounded by
 // the file size.
 #include <algorithm>
-#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -19,6 +18,7 @@
 #include "attn/io.hpp"
 #include "common/text.hpp"
 #include "io/element_decode.hpp"
+#include "io/format_error.hpp"
 
 namespace attn::io {
 namespace {
@@ -26,6 +26,7 @@ namespace {
 using detail::checked_add;
 using detail::checked_mul;
 using detail::ElementEncoding;
+using detail::throw_format_error;
 using Json = nlohmann::ordered_json;  // keeps header order, so equal offsets keep it too
 
 constexpr std::size_t kLengthBytes = 8;
@@ -41,22 +42,16 @@ constexpr ElementEncoding plain(DType dtype, std::size_t item_size) {
     return ElementEncoding{dtype, item_size, false, ElementEncoding::Half::None};
 }
 
-// The writer uses the first entry of each DType.
-const std::array<SafetensorsDType, 13> kDTypes = {{
-    {"BOOL", plain(DType::Bool, 1)},
-    {"I8", plain(DType::Int8, 1)},
-    {"I16", plain(DType::Int16, 2)},
-    {"I32", plain(DType::Int32, 4)},
-    {"I64", plain(DType::Int64, 8)},
-    {"U8", plain(DType::UInt8, 1)},
-    {"U16", plain(DType::UInt16, 2)},
-    {"U32", plain(DType::UInt32, 4)},
-    {"U64", plain(DType::UInt64, 8)},
-    {"F32", plain(DType::Float32, 4)},
-    {"F64", plain(DType::Float64, 8)},
+// Every DType under its own name, then the half-precision ones, which are read widened
+// to float32. The writer uses the first entry of each DType.
+#define ATTN_SAFETENSORS_DTYPE(enumerator, type, name, npy_kind, safetensors_name) \
+    {safetensors_name, plain(DType::enumerator, sizeof(type))},
+const SafetensorsDType kDTypes[] = {
+    ATTN_DTYPES(ATTN_SAFETENSORS_DTYPE)  // BOOL, I8, ..., F64
     {"F16", ElementEncoding{DType::Float32, 2, false, ElementEncoding::Half::Float16}},
     {"BF16", ElementEncoding{DType::Float32, 2, false, ElementEncoding::Half::BFloat16}},
-}};
+};
+#undef ATTN_SAFETENSORS_DTYPE
 
 const SafetensorsDType* find_dtype(std::string_view name) {
     for (const auto& d : kDTypes) {
@@ -80,9 +75,6 @@ std::string supported_dtypes() {
     }
     return out;
 }
-
-
-[[noreturn]] void fail(const std::string& name, const std::string& what) { throw Error(ErrorKind::Format, name, what); }
 
 std::string offsets_text(std::uint64_t begin, std::uint64_t end) {
     return "[" + std::to_string(begin) + ", " + std::to_string(end) + "]";
@@ -111,8 +103,9 @@ public:
                 const std::string& key = parsed.get_ref<const std::string&>();
                 if (depth == 1) entry_ = key;
                 if (!keys_.empty() && !keys_.back().insert(key).second) {
-                    if (depth == 1) fail(name_, "header names " + detail::quoted(key) + " twice");
-                    fail(name_, "header entry " + detail::quoted(entry_) + " has the key " + detail::quoted(key) + " twice");
+                    if (depth == 1) throw_format_error(name_, "header names " + detail::quoted(key) + " twice");
+                    throw_format_error(name_, "header entry " + detail::quoted(entry_) + " has the key " +
+                                                  detail::quoted(key) + " twice");
                 }
                 break;
             }
@@ -136,61 +129,69 @@ std::string json_type(const Json& j) {
 }
 
 std::uint64_t read_offset(const Json& j, const std::string& name, const std::string& what) {
-    if (!j.is_number_unsigned()) fail(name, what + " is " + json_type(j) + ", expected a non-negative integer");
+    if (!j.is_number_unsigned()) {
+        throw_format_error(name, what + " is " + json_type(j) + ", expected a non-negative integer");
+    }
     return j.get<std::uint64_t>();
 }
 
 Entry parse_entry(const std::string& tensor, const Json& value, const std::string& name) {
     const std::string subject = "tensor " + detail::quoted(tensor);
     if (!value.is_object()) {
-        fail(name, subject + ": header entry is " + json_type(value) +
-                       ", expected an object with dtype, shape and data_offsets");
+        throw_format_error(name, subject + ": header entry is " + json_type(value) +
+                                     ", expected an object with dtype, shape and data_offsets");
     }
     for (const auto& item : value.items()) {
         if (item.key() != "dtype" && item.key() != "shape" && item.key() != "data_offsets") {
-            fail(name,
-                 subject + ": unexpected key " + detail::quoted(item.key()) + " (expected dtype, shape, data_offsets)");
+            throw_format_error(name, subject + ": unexpected key " + detail::quoted(item.key()) +
+                                         " (expected dtype, shape, data_offsets)");
         }
     }
     for (const char* key : {"dtype", "shape", "data_offsets"}) {
-        if (!value.contains(key)) fail(name, subject + ": missing key " + detail::quoted(key));
+        if (!value.contains(key)) throw_format_error(name, subject + ": missing key " + detail::quoted(key));
     }
 
     Entry entry;
     entry.name = tensor;
     const Json& dtype = value["dtype"];
-    if (!dtype.is_string()) fail(name, subject + ": dtype is " + json_type(dtype) + ", expected a string");
+    if (!dtype.is_string()) {
+        throw_format_error(name, subject + ": dtype is " + json_type(dtype) + ", expected a string");
+    }
     entry.dtype = find_dtype(dtype.get_ref<const std::string&>());
     if (entry.dtype == nullptr) {
-        fail(name, subject + ": unsupported dtype " + detail::quoted(dtype.get_ref<const std::string&>()) +
-                       " (supported: " + supported_dtypes() + ")");
+        throw_format_error(name, subject + ": unsupported dtype " +
+                                     detail::quoted(dtype.get_ref<const std::string&>()) +
+                                     " (supported: " + supported_dtypes() + ")");
     }
 
     const Json& shape = value["shape"];
-    if (!shape.is_array()) fail(name, subject + ": shape is " + json_type(shape) + ", expected an array");
+    if (!shape.is_array()) throw_format_error(name, subject + ": shape is " + json_type(shape) + ", expected an array");
     for (std::size_t i = 0; i < shape.size(); ++i) {
         entry.shape.push_back(read_offset(shape[i], name, subject + ": shape[" + std::to_string(i) + "]"));
     }
 
     const Json& offsets = value["data_offsets"];
     if (!offsets.is_array() || offsets.size() != 2) {
-        fail(name, subject + ": data_offsets is " +
-                       (offsets.is_array() ? "an array of " + std::to_string(offsets.size()) : json_type(offsets)) +
-                       ", expected [begin, end]");
+        throw_format_error(
+            name, subject + ": data_offsets is " +
+                      (offsets.is_array() ? "an array of " + std::to_string(offsets.size()) : json_type(offsets)) +
+                      ", expected [begin, end]");
     }
     entry.begin = read_offset(offsets[0], name, subject + ": data_offsets[0]");
     entry.end = read_offset(offsets[1], name, subject + ": data_offsets[1]");
     if (entry.end < entry.begin) {
-        fail(name, subject + ": data_offsets " + offsets_text(entry.begin, entry.end) + " end before they begin");
+        throw_format_error(
+            name, subject + ": data_offsets " + offsets_text(entry.begin, entry.end) + " end before they begin");
     }
 
     std::size_t count = 1;
     for (std::size_t d : entry.shape) count = checked_mul(count, d, name);
     const std::size_t needed = checked_mul(count, entry.dtype->encoding.item_size, name);
     if (entry.end - entry.begin != needed) {
-        fail(name, subject + ": data_offsets " + offsets_text(entry.begin, entry.end) + " span " +
-                       std::to_string(entry.end - entry.begin) + " bytes, shape " + shape_to_string(entry.shape) + " " +
-                       std::string(entry.dtype->name) + " needs " + std::to_string(needed));
+        throw_format_error(name, subject + ": data_offsets " + offsets_text(entry.begin, entry.end) + " span " +
+                                     std::to_string(entry.end - entry.begin) + " bytes, shape " +
+                                     shape_to_string(entry.shape) + " " + std::string(entry.dtype->name) + " needs " +
+                                     std::to_string(needed));
     }
     return entry;
 }
@@ -198,12 +199,12 @@ Entry parse_entry(const std::string& tensor, const Json& value, const std::strin
 void check_metadata(const Json& metadata, const std::string& name) {
     if (metadata.is_null()) return;
     if (!metadata.is_object()) {
-        fail(name, "__metadata__ is " + json_type(metadata) + ", expected an object of strings");
+        throw_format_error(name, "__metadata__ is " + json_type(metadata) + ", expected an object of strings");
     }
     for (const auto& item : metadata.items()) {
         if (!item.value().is_string()) {
-            fail(name, "__metadata__ value of " + detail::quoted(item.key()) + " is " + json_type(item.value()) +
-                           ", expected a string");
+            throw_format_error(name, "__metadata__ value of " + detail::quoted(item.key()) + " is " +
+                                         json_type(item.value()) + ", expected a string");
         }
     }
 }
@@ -214,22 +215,26 @@ struct Layout {
     std::size_t buffer_start = 0;
 };
 
-Layout parse_layout(std::string_view bytes, const std::string& name) {
+// The header's JSON text, after its 8-byte length, checked to fit in the file and the cap.
+std::string_view header_text(std::string_view bytes, const std::string& name) {
     if (bytes.size() < kLengthBytes) {
-        fail(name, "file is " + std::to_string(bytes.size()) +
-                       " bytes, too short for the 8-byte header length of a .safetensors file");
+        throw_format_error(name, "file is " + std::to_string(bytes.size()) +
+                                     " bytes, too short for the 8-byte header length of a .safetensors file");
     }
     const std::uint64_t header_length = detail::load_le(bytes.data(), kLengthBytes);
     if (header_length > kMaxHeaderBytes) {
-        fail(name, "header length " + std::to_string(header_length) + " is over the limit of " +
-                       std::to_string(kMaxHeaderBytes) + " bytes");
+        throw_format_error(name, "header length " + std::to_string(header_length) + " is over the limit of " +
+                                     std::to_string(kMaxHeaderBytes) + " bytes");
     }
     if (header_length > bytes.size() - kLengthBytes) {
-        fail(name, "header length " + std::to_string(header_length) + " runs past the end of the file (" +
-                       std::to_string(bytes.size()) + " bytes)");
+        throw_format_error(name, "header length " + std::to_string(header_length) + " runs past the end of the file (" +
+                                     std::to_string(bytes.size()) + " bytes)");
     }
-    const std::string_view text = bytes.substr(kLengthBytes, header_length);
+    return bytes.substr(kLengthBytes, header_length);
+}
 
+// The header parsed: a JSON object without duplicate keys, starting with '{'.
+Json parse_header(std::string_view text, const std::string& name) {
     Json header;
     try {
         header = Json::parse(text, DuplicateKeyCheck(name));
@@ -237,57 +242,79 @@ Layout parse_layout(std::string_view bytes, const std::string& name) {
         std::string_view what = e.what();
         const std::size_t tag_end = what.find("] ");  // drop nlohmann's "[json.exception...] "
         if (tag_end != std::string_view::npos) what.remove_prefix(tag_end + 2);
-        fail(name, "header is not valid JSON: " + detail::printable(what, 512));
+        throw_format_error(name, "header is not valid JSON: " + detail::printable(what, 512));
     }
-    if (!header.is_object()) fail(name, "header is " + json_type(header) + ", expected a JSON object");
+    if (!header.is_object()) throw_format_error(name, "header is " + json_type(header) + ", expected a JSON object");
     // The reference reader wants '{' first (no BOM or leading space).
     if (text.front() != '{') {  // not empty: it parsed as an object
-        fail(name,
-             "header starts with byte " + std::to_string(static_cast<unsigned char>(text.front())) + ", expected '{'");
+        throw_format_error(name, "header starts with byte " + std::to_string(static_cast<unsigned char>(text.front())) +
+                                     ", expected '{'");
     }
+    return header;
+}
 
-    Layout layout;
-    layout.buffer_start = kLengthBytes + header_length;
+// The header's tensor entries, checked one by one, in ascending offset order (a stable
+// sort: entries with equal offsets, all empty, keep the header's order).
+std::vector<Entry> sorted_entries(const Json& header, const std::string& name) {
+    std::vector<Entry> entries;
     for (const auto& item : header.items()) {
         if (item.key() == kMetadataKey) {
             check_metadata(item.value(), name);
         } else {
-            layout.entries.push_back(parse_entry(item.key(), item.value(), name));
+            entries.push_back(parse_entry(item.key(), item.value(), name));
         }
     }
-    std::stable_sort(layout.entries.begin(), layout.entries.end(), [](const Entry& a, const Entry& b) {
+    std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
         return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
     });
+    return entries;
+}
 
-    // The entries must tile the buffer: each begins where the one before ends.
+// The entries must tile the buffer: each begins where the one before ends. Returns where
+// the last one ends.
+std::uint64_t tiled_end(const std::vector<Entry>& entries, const std::string& name) {
     std::uint64_t expected = 0;
     const Entry* previous = nullptr;
-    for (const Entry& entry : layout.entries) {
+    for (const Entry& entry : entries) {
         const std::string subject =
             "tensor " + detail::quoted(entry.name) + ": data_offsets " + offsets_text(entry.begin, entry.end);
         if (entry.begin < expected) {
-            fail(name, subject + " overlap tensor " + detail::quoted(previous->name) + " " +
-                           offsets_text(previous->begin, previous->end));
+            throw_format_error(name, subject + " overlap tensor " + detail::quoted(previous->name) + " " +
+                                         offsets_text(previous->begin, previous->end));
         }
         if (entry.begin > expected) {
-            fail(name, subject + " leave a gap: expected begin " + std::to_string(expected) +
-                           (previous ? " where tensor " + detail::quoted(previous->name) + " ends"
-                                     : " (the buffer starts with the first tensor)"));
+            throw_format_error(name, subject + " leave a gap: expected begin " + std::to_string(expected) +
+                                         (previous ? " where tensor " + detail::quoted(previous->name) + " ends"
+                                                   : " (the buffer starts with the first tensor)"));
         }
         expected = entry.end;
         previous = &entry;
     }
-    const std::uint64_t buffer_size = bytes.size() - layout.buffer_start;
-    if (expected != buffer_size) {
-        const std::uint64_t file_needs = checked_add(layout.buffer_start, expected, name);
-        if (expected < buffer_size) {
-            fail(name, "file is " + std::to_string(bytes.size()) + " bytes but header and data end at " +
-                           std::to_string(file_needs) + " (" + std::to_string(buffer_size - expected) +
-                           " trailing bytes)");
-        }
-        fail(name, "file is " + std::to_string(bytes.size()) + " bytes but its data_offsets need " +
-                       std::to_string(file_needs) + " (truncated)");
+    return expected;
+}
+
+// The buffer after the header must be exactly what the entries tile: no trailing bytes,
+// none missing.
+void check_buffer_size(std::uint64_t data_end, std::size_t buffer_start, std::size_t file_size,
+                       const std::string& name) {
+    const std::uint64_t buffer_size = file_size - buffer_start;
+    if (data_end == buffer_size) return;
+    const std::uint64_t file_needs = checked_add(buffer_start, data_end, name);
+    if (data_end < buffer_size) {
+        throw_format_error(name, "file is " + std::to_string(file_size) + " bytes but header and data end at " +
+                                     std::to_string(file_needs) + " (" + std::to_string(buffer_size - data_end) +
+                                     " trailing bytes)");
     }
+    throw_format_error(name, "file is " + std::to_string(file_size) + " bytes but its data_offsets need " +
+                                 std::to_string(file_needs) + " (truncated)");
+}
+
+Layout parse_layout(std::string_view bytes, const std::string& name) {
+    const std::string_view text = header_text(bytes, name);
+    Layout layout;
+    layout.buffer_start = kLengthBytes + text.size();
+    layout.entries = sorted_entries(parse_header(text, name), name);
+    check_buffer_size(tiled_end(layout.entries, name), layout.buffer_start, bytes.size(), name);
     return layout;
 }
 
@@ -314,10 +341,11 @@ Tensor decode_safetensors_member(std::string_view bytes, std::string_view member
     for (const auto& entry : layout.entries) {
         if (entry.name == member) return decode_entry(bytes, layout, entry, name);
     }
-    std::string names;
-    for (const auto& entry : layout.entries) names += (names.empty() ? "" : ", ") + entry.name;
-    if (layout.entries.empty()) fail(name, "no tensor " + detail::quoted(member) + ": the file holds none");
-    fail(name, "no tensor " + detail::quoted(member) + "; tensors: " + names);
+    if (layout.entries.empty()) {
+        throw_format_error(name, "no tensor " + detail::quoted(member) + ": the file holds none");
+    }
+    throw_format_error(name,
+                       "no tensor " + detail::quoted(member) + "; tensors: " + detail::join_names(entry_names(layout)));
 }
 
 NamedTensors decode_safetensors(std::string_view bytes, const std::string& name) {

@@ -4,11 +4,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
-#include <cstring>
+#include <cstdint>
+#include <string_view>
 
 #include "attn/io.hpp"
 #include "common/text.hpp"
+#include "io/json_numbers.hpp"
 #include "io/npy_header.hpp"
 
 namespace attn::io {
@@ -144,8 +147,26 @@ std::string only_member(const std::vector<std::string>& names, const std::string
     if (names.size() == 1) return names.front();
     if (names.empty()) throw Error(ErrorKind::Format, name, "holds no tensors (expected one)");
     throw Error(ErrorKind::Format, name,
-                "holds " + std::to_string(names.size()) + " tensors (" + detail::join_names(names) + "); name one as " + name +
-                    ":NAME");
+                "holds " + std::to_string(names.size()) + " tensors (" + detail::join_names(names) + "); name one as " +
+                    name + ":NAME");
+}
+
+// The first bytes of a zip archive's first local file header (an .npz with members).
+constexpr std::string_view kZipMagic("PK\x03\x04", 4);
+
+bool starts_with(std::string_view bytes, std::string_view prefix) { return bytes.substr(0, prefix.size()) == prefix; }
+
+// An 8-byte little-endian header length that fits in the bytes, then the header's '{'.
+bool looks_like_safetensors(std::string_view bytes) {
+    if (bytes.size() < 9 || bytes[8] != '{') return false;
+    const std::uint64_t header = detail::load_le(bytes.data(), 8);
+    return header >= 2 && header <= bytes.size() - 8;
+}
+
+// The first byte after JSON whitespace opens an array or an object.
+bool looks_like_json(std::string_view bytes) {
+    const auto first = std::find_if_not(bytes.begin(), bytes.end(), detail::is_json_space);
+    return first != bytes.end() && (*first == '[' || *first == '{');
 }
 
 }  // namespace
@@ -174,17 +195,10 @@ std::optional<Format> format_from_extension(std::string_view path) {
 }
 
 std::optional<Format> sniff_format(std::string_view bytes) {
-    if (bytes.size() >= 6 && bytes.substr(0, 6) == std::string_view("\x93NUMPY", 6)) return Format::Npy;
-    if (bytes.size() >= 4 && bytes.substr(0, 4) == std::string_view("PK\x03\x04", 4)) return Format::Npz;
-    if (bytes.size() >= 9 && bytes[8] == '{') {
-        const std::uint64_t header = detail::load_le(bytes.data(), 8);
-        if (header >= 2 && header <= bytes.size() - 8) return Format::Safetensors;
-    }
-    for (char c : bytes) {
-        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') continue;
-        if (c == '[' || c == '{') return Format::Json;
-        break;
-    }
+    if (starts_with(bytes, detail::kNpyMagic)) return Format::Npy;
+    if (starts_with(bytes, kZipMagic)) return Format::Npz;
+    if (looks_like_safetensors(bytes)) return Format::Safetensors;
+    if (looks_like_json(bytes)) return Format::Json;
     return std::nullopt;
 }
 
