@@ -8,46 +8,19 @@
 
 #include <xtensor/xview.hpp>
 
+#include "attention/run_both.hpp"
 #include "attn/attention.hpp"
 #include "attn/io.hpp"
 #include "attn/random.hpp"
 #include "test_support.hpp"
 
 using namespace attn;
+using attn::test::normal;
+using attn::test::Run;
+using attn::test::run;
+using attn::test::run_both;
 
 namespace {
-
-Tensor normal(const Shape& shape, std::uint64_t seed, DType dtype = DType::Float32) {
-    return random_tensor(shape, Distribution::Normal, seed, dtype);
-}
-
-struct Run {
-    Tensor output, weights, logits;
-};
-
-Run run(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options, bool reference = false) {
-    TensorScoreSink weights, logits;
-    Run r;
-    r.output = reference ? reference_attention(q, k, v, options, &weights, &logits)
-                         : scaled_dot_product_attention(q, k, v, options, &weights, &logits);
-    r.weights = std::move(weights.tensor());
-    r.logits = std::move(logits.tensor());
-    return r;
-}
-
-// Both implementations, checked against each other; returns the fast one's result. The
-// fast kernel runs twice: with sinks (whole rows, exact weights) and without (the flash
-// form, online softmax over key tiles).
-Run run_both(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options, double tol = 2e-5) {
-    Run fast = run(q, k, v, options);
-    Run ref = run(q, k, v, options, true);
-    const Tensor flash = scaled_dot_product_attention(q, k, v, options);
-    CHECK(test::max_abs_diff(flash, ref.output) <= tol);
-    CHECK(test::max_abs_diff(fast.output, ref.output) <= tol);
-    CHECK(test::max_abs_diff(fast.weights, ref.weights) <= tol);
-    CHECK(test::max_abs_diff(fast.logits, ref.logits) <= tol * 10);
-    return fast;
-}
 
 const double kInf = std::numeric_limits<double>::infinity();
 

@@ -10,49 +10,20 @@
 
 #include <xtensor/xview.hpp>
 
+#include "attention/run_both.hpp"
 #include "attn/attention.hpp"
 #include "attn/random.hpp"
 #include "test_support.hpp"
 
 using namespace attn;
+using attn::test::normal;
+using attn::test::Run;
+using attn::test::run;
+using attn::test::run_both;
 
 namespace {
 
 const double kInf = std::numeric_limits<double>::infinity();
-
-Tensor normal(const Shape& shape, std::uint64_t seed, DType dtype = DType::Float32) {
-    return random_tensor(shape, Distribution::Normal, seed, dtype);
-}
-
-struct Run {
-    Tensor output, weights, logits, lse;
-};
-
-Run run(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options, bool reference = false) {
-    TensorScoreSink weights, logits;
-    Run r;
-    r.output = reference ? reference_attention(q, k, v, options, &weights, &logits, &r.lse)
-                         : scaled_dot_product_attention(q, k, v, options, &weights, &logits, &r.lse);
-    r.weights = std::move(weights.tensor());
-    r.logits = std::move(logits.tensor());
-    return r;
-}
-
-// The fast kernel in both its forms (whole rows for the sinks; the flash form with its
-// online softmax) against the reference: output, weights, logits and LSE.
-Run run_both(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options, double tol = 2e-5) {
-    Run fast = run(q, k, v, options);
-    Run ref = run(q, k, v, options, true);
-    Tensor flash_lse;
-    const Tensor flash = scaled_dot_product_attention(q, k, v, options, nullptr, nullptr, &flash_lse);
-    CHECK(test::max_abs_diff(flash, ref.output) <= tol);
-    CHECK(test::max_abs_diff(flash_lse, ref.lse) <= tol * 10);
-    CHECK(test::max_abs_diff(fast.output, ref.output) <= tol);
-    CHECK(test::max_abs_diff(fast.weights, ref.weights) <= tol);
-    CHECK(test::max_abs_diff(fast.logits, ref.logits) <= tol * 10);
-    CHECK(test::max_abs_diff(fast.lse, ref.lse) <= tol * 10);
-    return fast;
-}
 
 double at(const Tensor& t, std::initializer_list<std::size_t> index) {
     const auto values = t.cast<double>();
