@@ -389,7 +389,10 @@ class CliTest(unittest.TestCase):
         self.assertEqual(weights.shape, (1, 4, 4096, 4096))
         np.testing.assert_allclose(weights[0, :, ::1000].sum(-1), 1, rtol=1e-5)
         peak = usage.ru_maxrss * 1024  # kB on Linux
-        self.assertLess(peak, os.path.getsize(w) / 4, f"peak RSS {peak} bytes")
+        # AddressSanitizer's shadow memory and quarantine add their own (157 MB seen):
+        # there the bound is the file's size, which a run holding the weights whole exceeds.
+        bound = os.path.getsize(w) * (1 if os.environ.get("ATTN_TEST_SANITIZED") else 0.25)
+        self.assertLess(peak, bound, f"peak RSS {peak} bytes")
         del weights
 
     # ---- non-finite values ------------------------------------------------------------
