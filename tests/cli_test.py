@@ -35,6 +35,11 @@ def run(*args, stdin=None, cwd=None):
     return subprocess.run([CLI, *args], input=stdin, capture_output=True, cwd=cwd, timeout=120)
 
 
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def read_text(path):
     with open(path) as f:
         return f.read()
@@ -938,6 +943,21 @@ class CliTest(unittest.TestCase):
                     self.assertEqual(tail, b"]]]]}\n")
                     self.assertGreater(os.path.getsize(path), 10 * length * length)
                 os.unlink(path)
+
+    def test_inspect_memory_is_about_the_file(self):
+        # A 2x8x2048x2048 float32 dump (256 MiB) is read without a second copy of its data
+        # (README: 277 MB peak, 1.03x the file; 303 MB with --heatmap): the table and the
+        # heatmap stay below 1.25x the file, where a copy would need 2x.
+        w = np.lib.format.open_memmap(self.path("big.npy"), "w+", np.float32, (2, 8, 2048, 2048))
+        w[:] = 1 / 2048
+        del w
+        size = os.path.getsize(self.path("big.npy"))
+        for flags in ([], ["--heatmap", "h.png"]):
+            with self.subTest(flags=flags):
+                peak = self.peak_of("inspect", "big.npy", "--top-k", "1", *flags)
+                bound = size * (2 if self.SANITIZED else 1.25)
+                self.assertLess(peak, bound, f"peak RSS {peak} bytes for a file of {size}")
+        self.assertTrue(read_bytes(self.path("h.png")).startswith(b"\x89PNG\r\n\x1a\n"))
 
     # Heatmaps, decoded by decode_png below (zlib alone, not the project's libpng reader), and
     # checked against the layout lib/src/render/heatmap.cpp computes (HeatmapLayout).
