@@ -1188,6 +1188,7 @@ class CliTest(unittest.TestCase):
         return status, seen, time.monotonic() - start
 
     def test_progress_bar_on_a_terminal_only(self):
+        support.require_files(self, "/dev/ptmx")  # pseudo-terminals
         args = self.progress_job()
         status, seen, seconds = self.run_on_pty(args)
         self.assertEqual(status, 0, seen)
