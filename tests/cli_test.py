@@ -2,17 +2,29 @@
 """End-to-end tests of the attn-cli program: exit statuses, one-line errors, atomic
 outputs, pipelines, formats, and values against numpy computations.
 
-usage: cli_test.py PATH/TO/attn-cli      (needs Debian's python3-numpy)
+usage: cli_test.py PATH/TO/attn-cli [TestClass.test_name ...]      (needs Debian's python3-numpy)
+
+Exit status: 0 all passed, 1 a failure, 77 none failed but some were skipped (a test
+needing root or a special file this machine lacks; each skip is printed with its reason).
 """
 import json
+import math
 import os
+import pty
 import re
+import select
+import shutil
+import struct
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
+import zlib
 
 import numpy as np
+
+import support
 
 CLI = None
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -21,6 +33,11 @@ NONFINITE = os.path.join(HERE, "data", "nonfinite")
 
 def run(*args, stdin=None, cwd=None):
     return subprocess.run([CLI, *args], input=stdin, capture_output=True, cwd=cwd, timeout=120)
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def read_text(path):
@@ -62,6 +79,163 @@ def assert_like_torch(test, got, want, what):
 
 def nonfinite_cases():
     return sorted(f[:-4] for f in os.listdir(NONFINITE) if f.endswith(".npz"))
+
+
+# ---- heatmaps: an independent PNG decoder and the layout of lib/src/render/heatmap.cpp ----
+
+INK = 0x222222                 # text and tick marks (heatmap.cpp kInk)
+VIRIDIS_0 = 0x440154           # viridis(0) and viridis(1) (attn/inspect.hpp) ...
+VIRIDIS_1 = 0xfde725
+VIRIDIS_HALF = 0x21918c        # ... and matplotlib's viridis(0.5) = (0.127568, 0.566949, 0.550556) in 8 bits
+
+
+def paeth(a, b, c):
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    return a if pa <= pb and pa <= pc else b if pb <= pc else c
+
+
+def decode_png(data, packed=True):
+    """An 8-bit, non-interlaced grey, grey+alpha, RGB or RGBA PNG (what libpng writes for
+    attn::encode_png: RGB) decoded with zlib alone, every chunk's CRC checked and the row
+    filters 0-4 undone. Returns (height, width) of 0xRRGGBB ints (packed, RGB only), else
+    (height, width, channels) bytes."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG signature"
+    pos, idat, header = 8, b"", None
+    while True:
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        assert struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0] == zlib.crc32(kind + body), kind
+        pos += 12 + length
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        elif kind == b"IEND":
+            break
+    assert pos == len(data), "bytes after IEND"
+    width, height, depth, colour_type, _, _, interlace = header
+    assert depth == 8 and interlace == 0, header
+    channels = {0: 1, 4: 2, 2: 3, 6: 4}[colour_type]
+    raw = zlib.decompress(idat)
+    stride = width * channels
+    assert len(raw) == height * (stride + 1), "image data of the wrong size"
+    rows, prior = [], [0] * stride
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], list(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        if kind == 1:
+            for i in range(channels, stride):
+                line[i] = (line[i] + line[i - channels]) & 0xff
+        elif kind == 2:
+            line = [(x + b) & 0xff for x, b in zip(line, prior)]
+        elif kind == 3:
+            for i in range(stride):
+                line[i] = (line[i] + ((line[i - channels] if i >= channels else 0) + prior[i]) // 2) & 0xff
+        elif kind == 4:
+            for i in range(stride):
+                left, up_left = (line[i - channels], prior[i - channels]) if i >= channels else (0, 0)
+                line[i] = (line[i] + paeth(left, prior[i], up_left)) & 0xff
+        else:
+            assert kind == 0, f"filter type {kind}"
+        rows.append(line)
+        prior = line
+    pixels = np.array(rows, np.uint8).reshape(height, width, channels)
+    if not packed:
+        return pixels
+    assert channels == 3, "packed colours are RGB"
+    p = pixels.astype(np.uint32)
+    return (p[..., 0] << 16) | (p[..., 1] << 8) | p[..., 2]
+
+
+def encode_png_rows(pixels, width, colour_type):
+    """A PNG of these 8-bit rows with filter y % 5 on row y: decode_png's own test."""
+    channels = {0: 1, 4: 2, 2: 3, 6: 4}[colour_type]
+    stride = width * channels
+    raw, prior = b"", [0] * stride
+    for y, line in enumerate(pixels.tolist()):
+        kind = y % 5
+        left = [line[i - channels] if i >= channels else 0 for i in range(stride)]
+        up_left = [prior[i - channels] if i >= channels else 0 for i in range(stride)]
+        predict = {0: [0] * stride, 1: left, 2: prior, 3: [(a + b) // 2 for a, b in zip(left, prior)],
+                   4: [paeth(a, b, c) for a, b, c in zip(left, prior, up_left)]}[kind]
+        raw += bytes([kind] + [(x - p) & 0xff for x, p in zip(line, predict)])
+        prior = line
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, len(pixels), 8, colour_type, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def text_width(text):
+    """Pixels of a text line: the 5x7 font at 2x on a 12 px advance (heatmap.cpp text_width)."""
+    return len(text) * 12 - 2 if text else 0
+
+
+def nice_step(minimum):
+    step = 1.0
+    while step < minimum:
+        for m in (2.0, 2.5, 2.0):  # 1 -> 2 -> 5 -> 10
+            step *= m
+            if step >= minimum:
+                break
+    return step
+
+
+def lround(x):
+    return int(math.floor(x + 0.5))
+
+
+class HeatmapLayout:
+    """Where render_heatmap (lib/src/render/heatmap.cpp) puts things, computed from its
+    rules and constants: margins 16, a header of 60 px, panels aiming at 512 px with cells
+    of at most 48 px, ticks every 1, 2 or 5 x 10^n indices at least 40 px apart (queries),
+    the widest key number plus two characters or one 22 px text line (key tokens) apart,
+    labels cut to 12 characters, and the colour bar 20 px wide, at least 160 px tall."""
+
+    def __init__(self, title, heads_in_file, queries, keys, heads, query_labels, key_labels, top):
+        def axis(count):
+            factor = max(1, -(-count // 512))
+            cells = -(-count // factor)
+            return factor, cells, min(max(512 // cells, 1), 48)
+
+        def ticks(count, factor, cell_px, spacing, labels):
+            step = int(nice_step(spacing / (cell_px / factor)))
+            return [(int((i + 0.5) * cell_px / factor), (labels[i] if len(labels[i]) <= 12 else labels[i][:11] + "~")
+                     if labels else str(i)) for i in range(0, count, step)]
+
+        y_factor, y_cells, self.cell_h = axis(queries)
+        x_factor, x_cells, self.cell_w = axis(keys)
+        self.panel_h, self.panel_w = y_cells * self.cell_h, x_cells * self.cell_w
+        self.query_ticks = ticks(queries, y_factor, self.cell_h, 40, query_labels)
+        self.key_ticks = ticks(keys, x_factor, self.cell_w, 22 if key_labels else text_width(str(keys - 1)) + 24,
+                               key_labels)
+        widest = lambda ts: max(text_width(label) for _, label in ts)
+        self.left = 18 + 2 * 4 + widest(self.query_ticks) + 8 + 5
+        self.key_label_h = widest(self.key_ticks) if key_labels else 18
+        block_w = self.left + max(self.panel_w, text_width(f"head {heads[-1]}")) + 28
+        block_h = 28 + self.panel_h + (5 + 4 + self.key_label_h + 8 + 18 + 4) + 16
+        n = len(heads)
+        cols = n if n <= 4 else min(n, max(4, math.ceil(math.sqrt(n))))
+        rows = -(-n // cols)
+        self.panels = [(16 + (k % cols) * block_w + self.left, 60 + (k // cols) * block_h + 28) for k in range(n)]
+        bar_x, bar_y, bar_h = 16 + cols * block_w, 60 + 28, max(self.panel_h, 160)
+        self.bar = (bar_x, bar_y, bar_h)
+        raw = top / 5
+        magnitude = 10.0 ** math.floor(math.log10(raw))
+        for m in (1.0, 2.0, 5.0, 10.0):
+            step = m * magnitude
+            if step >= raw:
+                break
+        decimals = max(0, -math.floor(math.log10(step) + 1e-9))
+        values = []
+        while len(values) * step <= top * (1 + 1e-9):
+            values.append(len(values) * step)
+        self.bar_ticks = [(bar_y + lround((1 - v / top) * (bar_h - 1)), "%.*f" % (decimals, v)) for v in values]
+        label_w = max([text_width("weight")] + [text_width(label) + 30 for _, label in self.bar_ticks])
+        info = (f"{heads_in_file} head{'s' if heads_in_file != 1 else ''}, {queries} quer{'ies' if queries != 1 else 'y'}"
+                f" x {keys} key{'s' if keys != 1 else ''}")
+        self.width = max(bar_x + 20 + label_w, 16 + max(text_width(title), text_width(info))) + 16
+        self.height = 60 + max(rows * block_h, 28 + bar_h + 18) + 16
 
 
 class CliTest(unittest.TestCase):
@@ -379,16 +553,12 @@ class CliTest(unittest.TestCase):
         q = self.path("q.npy")
         np.save(q, np.random.default_rng(8).standard_normal((1, 4096, 16), dtype=np.float32))
         w = self.path("w.npy")
-        with open(self.path("stderr"), "wb") as err:
-            child = subprocess.Popen([CLI, "mha", "--heads", "4", "-q", q, "--seed", "0", "-o", self.path("o.npy"),
-                                      "-s", w], stdout=subprocess.DEVNULL, stderr=err)
-            _, status, usage = os.wait4(child.pid, 0)
-            child.returncode = os.waitstatus_to_exitcode(status)
-        self.assertEqual(child.returncode, 0, read_text(self.path("stderr")))
+        status, _, err, peak = support.run_with_rusage([CLI, "mha", "--heads", "4", "-q", q, "--seed", "0", "-o",
+                                                        self.path("o.npy"), "-s", w])
+        self.assertEqual(status, 0, err)
         weights = np.load(w, mmap_mode="r")
         self.assertEqual(weights.shape, (1, 4, 4096, 4096))
         np.testing.assert_allclose(weights[0, :, ::1000].sum(-1), 1, rtol=1e-5)
-        peak = usage.ru_maxrss * 1024  # kB on Linux
         # AddressSanitizer's shadow memory and quarantine add their own (157 MB seen):
         # there the bound is the file's size, which a run holding the weights whole exceeds.
         bound = os.path.getsize(w) * (1 if os.environ.get("ATTN_TEST_SANITIZED") else 0.25)
@@ -685,7 +855,370 @@ class CliTest(unittest.TestCase):
         for line in out.splitlines()[1:]:
             self.assertLessEqual(len(re.sub(r"\x1b\[[0-9;]*m", "", line)), 30, line)
 
+    # ---- the machine, memory bounds, heatmaps, the table, timings, the progress bar --------
+    # (issue 17: what the suite claims, asserted)
+
+    def test_runs_without_sys_and_proc(self):
+        # A chroot or container may lack /sys and /proc: attn-cli still works (threads from
+        # the CPU affinity mask, no memory check). They are hidden here by empty tmpfs mounts
+        # in a private mount namespace, which needs root and unshare(1).
+        if os.geteuid() != 0 or not shutil.which("unshare"):
+            self.skipTest("hiding /sys and /proc needs root and unshare(1)")
+        q = os.path.join(DATA, "q.npy")
+        want_sdpa = run("sdpa", "-q", q, "--format", "npy").stdout
+        want_mha = run("mha", "--heads", "8", "-q", q, "--seed", "0", "--format", "npy").stdout
+        script = ('mount -t tmpfs none /sys && mount -t tmpfs none /proc || exit 99; '
+                  'test -e /sys/devices/system/cpu/online && exit 98; test -e /proc/meminfo && exit 98; '
+                  '"$0" sdpa -q "$1" --format npy > "$2" && "$0" mha --heads 8 -q "$1" --seed 0 --format npy > "$3"')
+        p = subprocess.run(["unshare", "--mount", "sh", "-c", script, CLI, q, self.path("s.npy"), self.path("m.npy")],
+                           capture_output=True, timeout=120)
+        if p.returncode == 99:
+            self.skipTest("cannot mount a tmpfs in a new mount namespace here: " + p.stderr.decode().strip())
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stderr, b"")
+        with open(self.path("s.npy"), "rb") as f:
+            self.assertEqual(f.read(), want_sdpa)
+        with open(self.path("m.npy"), "rb") as f:
+            self.assertEqual(f.read(), want_mha)
+
+    # Peak memory (os.wait4's ru_maxrss). Under the sanitizers (ATTN_TEST_SANITIZED, set by
+    # CTest) ASan's shadow memory and quarantine add their own, and the Debug kernel is slow:
+    # there a smaller problem runs and the bound is the size of what holding it whole needs.
+    SANITIZED = bool(os.environ.get("ATTN_TEST_SANITIZED"))
+    MEMORY_BOUND = 64 << 20  # README.md, "Large problems": tens of MB whatever L and S are
+
+    def peak_of(self, *args):
+        status, _, err, peak = support.run_with_rusage([CLI, *args], cwd=self.dir)
+        self.assertEqual(status, 0, err)
+        return peak
+
+    def test_long_sequence_memory_is_bounded(self):
+        # B1 H1 L32768 D64 without weights: the (L, S) matrix would be 4 GiB; the kernel
+        # holds the inputs, the output and a few tiles per thread (README: 39 MB peak).
+        length, dim = (8192, 16) if self.SANITIZED else (32768, 64)
+        x = np.random.default_rng(20).standard_normal((1, 1, length, dim), dtype=np.float32)
+        np.save(self.path("q.npy"), x)
+        peak = self.peak_of("sdpa", "-q", "q.npy", "--causal", "--threads", "2", "-o", "o.npy")
+        matrix = 4 * length * length
+        bound = matrix if self.SANITIZED else self.MEMORY_BOUND
+        self.assertLess(peak, bound, f"peak RSS {peak} bytes for L = S = {length}")
+        self.assertLess(bound, matrix)
+        # The result is right where it is cheap to check: the first and last query rows.
+        out = np.load(self.path("o.npy"), mmap_mode="r")
+        for i in (0, 1, length - 1):
+            ref, _ = sdpa_reference(x[0, 0, i:i + 1], x[0, 0, :i + 1], x[0, 0, :i + 1])
+            np.testing.assert_allclose(out[0, 0, i:i + 1], ref, rtol=1e-4, atol=1e-5)
+
+    def test_streamed_weights_memory_is_bounded(self):
+        # Weights streamed into a .npy (256 MiB) and a JSON file (16.8 million weights, about
+        # 250 MB of text) while the kernel runs: memory stays bounded by a few blocks of rows,
+        # far below the weights (README: a 4 GiB weights file at 55 MB peak). A writer that
+        # held the weights whole would need at least the float32 tensor: 268 MB and 67 MB.
+        # Under the sanitizers only the .npy: their own memory (157 MB seen) is more than the
+        # JSON case's tensor, and the 256 MiB file is the bound.
+        cases = [("w.npy", 8192)] + ([] if self.SANITIZED else [("w.json", 4096)])
+        for name, length in cases:
+            with self.subTest(weights=name):
+                x = np.random.default_rng(21).standard_normal((1, 1, length, 16), dtype=np.float32)
+                np.save(self.path("q.npy"), x)
+                peak = self.peak_of("sdpa", "-q", "q.npy", "--threads", "2", "-o", "o.npy", "-s", name)
+                held = 4 * length * length
+                bound = held if self.SANITIZED else min(self.MEMORY_BOUND, held * 3 // 4)
+                self.assertLess(peak, bound, f"peak RSS {peak} bytes writing {name} of ({length}, {length})")
+                path = self.path(name)
+                if name.endswith(".npy"):
+                    w = np.load(path, mmap_mode="r")
+                    self.assertEqual(w.shape, (1, 1, length, length))
+                    np.testing.assert_allclose(w[0, 0, ::1000].sum(-1), 1, rtol=1e-5)
+                    _, ref = sdpa_reference(x[0, 0, :2], x[0, 0], x[0, 0])
+                    np.testing.assert_allclose(w[0, 0, :2], ref, atol=1e-6)
+                    del w
+                else:
+                    with open(path, "rb") as f:
+                        head = f.read(100)
+                        f.seek(-6, os.SEEK_END)
+                        tail = f.read()
+                    self.assertTrue(head.startswith(b'{"shape": [1, 1, %d, %d], "dtype": "float32", "data": [[[['
+                                                    % (length, length)), head)
+                    self.assertEqual(tail, b"]]]]}\n")
+                    self.assertGreater(os.path.getsize(path), 10 * length * length)
+                os.unlink(path)
+
+    def test_inspect_memory_is_about_the_file(self):
+        # A 2x8x2048x2048 float32 dump (256 MiB) is read without a second copy of its data
+        # (README: 277 MB peak, 1.03x the file; 303 MB with --heatmap): the table and the
+        # heatmap stay below 1.25x the file, where a copy would need 2x.
+        w = np.lib.format.open_memmap(self.path("big.npy"), "w+", np.float32, (2, 8, 2048, 2048))
+        w[:] = 1 / 2048
+        del w
+        size = os.path.getsize(self.path("big.npy"))
+        for flags in ([], ["--heatmap", "h.png"]):
+            with self.subTest(flags=flags):
+                peak = self.peak_of("inspect", "big.npy", "--top-k", "1", *flags)
+                bound = size * (2 if self.SANITIZED else 1.25)
+                self.assertLess(peak, bound, f"peak RSS {peak} bytes for a file of {size}")
+        self.assertTrue(read_bytes(self.path("h.png")).startswith(b"\x89PNG\r\n\x1a\n"))
+
+    # Heatmaps, decoded by decode_png below (zlib alone, not the project's libpng reader), and
+    # checked against the layout lib/src/render/heatmap.cpp computes (HeatmapLayout).
+    def heatmap(self, weights, *flags):
+        np.save(self.path("w.npy"), weights)
+        p = run("inspect", "w.npy", "--heatmap", "h.png", "--top-k", "0", *flags, cwd=self.dir)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(self.path("h.png"), "rb") as f:
+            return decode_png(f.read())
+
+    def labels_file(self, name, tokens):
+        with open(self.path(name), "w") as f:
+            f.write("".join(t + "\n" for t in tokens))
+        return name
+
+    def assert_ink_in_boxes(self, image, region, boxes, what):
+        """Within region (x0, y0, x1, y1) the label ink lies only inside `boxes`, and every
+        box holds some: labels drawn where ticks are, nothing where they are not."""
+        x0, y0, x1, y1 = region
+        ink = image[y0:y1, x0:x1] == INK
+        inside = np.zeros_like(ink)
+        for bx0, by0, bx1, by1 in boxes:
+            box = (slice(max(by0, y0) - y0, max(0, min(by1, y1) - y0)), slice(max(bx0, x0) - x0, max(0, min(bx1, x1) - x0)))
+            self.assertTrue(ink[box].any(), f"{what}: no ink in the label box {(bx0, by0, bx1, by1)}")
+            inside[box] = True
+        stray = np.argwhere(ink & ~inside)
+        self.assertEqual(stray[:5].tolist(), [], f"{what}: ink outside the label boxes (row, column in the region)")
+
+    def test_heatmap_labels_colour_bar_and_cells(self):
+        # One head of 5 queries x 5 keys: cells of 48 px, every token a tick; the long token
+        # is cut to 12 characters ending in '~'.
+        w = np.full((1, 5, 5), 0.2, np.float32)
+        w[0, 0] = [0.6, 0.3, 0.0, 0.05, 0.05]  # the scale top, half of it, and 0
+        tokens = ["a", "bb", "the_longest_token_of_all", "Cq", "d"]
+        image = self.heatmap(w, "--labels", self.labels_file("t.txt", tokens))
+        layout = HeatmapLayout("w.npy", 1, 5, 5, [0], tokens, tokens, 0.6)
+        self.assertEqual(image.shape[:2], (layout.height, layout.width))
+        (panel_x, panel_y), = layout.panels
+        self.assertEqual((layout.cell_w, layout.cell_h), (48, 48))
+        drawn = [t if len(t) <= 12 else t[:11] + "~" for t in tokens]
+        self.assertEqual([label for _, label in layout.query_ticks], drawn)
+        self.assertEqual([label for _, label in layout.key_ticks], drawn)
+        # Query labels: right-aligned 14 px left of the panel, centred on their tick (cap height 14).
+        right = panel_x - 1 - 5 - 8
+        boxes = [(right - text_width(label), panel_y + off - 7, right, panel_y + off - 7 + 18)
+                 for off, label in layout.query_ticks]
+        after_axis_name = panel_x - layout.left + 4 + 18  # "query", upright at the block's left edge
+        self.assert_ink_in_boxes(image, (after_axis_name, panel_y - 20, right + 4, panel_y + layout.panel_h + 20), boxes,
+                                 "query labels")
+        long_ink = np.argwhere(image[boxes[2][1]:boxes[2][3], after_axis_name:right] == INK)[:, 1] + after_axis_name
+        self.assertGreaterEqual(long_ink.min(), right - 142, "the cut label is 12 characters wide")
+        self.assertLess(long_ink.min(), right - 130)
+        # Key labels: upright, 18 px wide, from 10 px under the panel down by their length.
+        top = panel_y + layout.panel_h + 1 + 5 + 4
+        boxes = [(panel_x + off - 7, top, panel_x + off - 7 + 18, top + text_width(label))
+                 for off, label in layout.key_ticks]
+        self.assert_ink_in_boxes(image, (panel_x - 20, top, panel_x + layout.panel_w + 20, top + layout.key_label_h),
+                                 boxes, "key labels")
+        self.assertEqual(layout.key_label_h, 142)  # the band fits the longest label, cut
+        long_ink = np.argwhere(image[top:top + layout.key_label_h, boxes[2][0]:boxes[2][2]] == INK)[:, 0]
+        self.assertGreater(long_ink.max(), 11 * 12, "the cut label is 12 characters long")
+        # Cells: the colour of a weight w is viridis(w / top), matplotlib's colour map.
+        def cell(r, c):
+            return image[panel_y + r * 48 + 24, panel_x + c * 48 + 24]
+        self.assertEqual(cell(0, 0), VIRIDIS_1)
+        self.assertEqual(cell(0, 1), VIRIDIS_HALF)
+        self.assertEqual(cell(0, 2), VIRIDIS_0)
+        self.assertEqual(len({cell(r, c) for r in range(1, 5) for c in range(5)}), 1)  # 0.2 everywhere
+        # The colour bar: viridis from the top of the scale (row y) down to 0, one colour a row.
+        bar_x, bar_y, bar_h = layout.bar
+        column = [image[bar_y + i, bar_x + 10] for i in range(bar_h)]
+        self.assertEqual(bar_h, 240)
+        self.assertEqual((column[0], column[-1]), (VIRIDIS_1, VIRIDIS_0))
+        self.assertEqual(column[119], VIRIDIS_HALF)  # t = 1 - 119/239: entry 128 of 256, as t = 0.5
+        greens = [(c >> 8) & 0xff for c in column]
+        self.assertEqual(greens, sorted(greens, reverse=True), "the green channel rises from 0 to the top")
+        self.assertTrue(all((image[bar_y + i, bar_x:bar_x + 20] == column[i]).all() for i in range(bar_h)))
+        # Its ticks at 0, 0.2, 0.4, 0.6 (steps of 1, 2 or 5 x 10^n): a 5 px mark right of the
+        # bar on the row of each value, and a label beside it.
+        self.assertEqual([label for _, label in layout.bar_ticks], ["0.0", "0.2", "0.4", "0.6"])
+        marks = np.flatnonzero((image[bar_y - 10:bar_y + bar_h + 10, bar_x + 21:bar_x + 26] == INK).all(1)) + bar_y - 10
+        self.assertEqual(marks.tolist(), sorted(y for y, _ in layout.bar_ticks))
+        left = bar_x + 20 + 1 + 5 + 8
+        boxes = [(left, y - 7, left + text_width(label), y - 7 + 18) for y, label in layout.bar_ticks]
+        self.assert_ink_in_boxes(image, (left - 2, bar_y - 8, image.shape[1], bar_y + bar_h + 20), boxes,
+                                 "colour bar labels")
+
+    def test_heatmap_ticks_are_thinned(self):
+        # 300 queries x 300 keys at one pixel each: a label every index would overlap, so
+        # ticks go every 1, 2 or 5 x 10^n indices, at least 40 px apart for queries and, for
+        # key numbers, the widest number plus two characters (58 px), for key tokens one text
+        # line (22 px): every 50th query, every 100th key number, every 50th key token.
+        w = np.full((1, 300, 300), 1 / 300, np.float32)
+        tokens = [f"t{i}" for i in range(300)]
+        for flags, queries, keys in (((), list(range(0, 300, 50)), list(range(0, 300, 100))),
+                                     (("--labels", self.labels_file("t.txt", tokens)), list(range(0, 300, 50)),
+                                      list(range(0, 300, 50)))):
+            with self.subTest(labels=bool(flags)):
+                image = self.heatmap(w, *flags)
+                names = tokens if flags else []
+                layout = HeatmapLayout("w.npy", 1, 300, 300, [0], names, names, 1 / 300)
+                self.assertEqual(image.shape[:2], (layout.height, layout.width))
+                self.assertEqual((layout.cell_w, layout.panel_w), (1, 300))
+                (panel_x, panel_y), = layout.panels
+                # The tick marks: 5 px left of the panel and under it, exactly at the chosen indices.
+                rows = np.flatnonzero((image[panel_y:panel_y + 300, panel_x - 6:panel_x - 1] == INK).all(1))
+                self.assertEqual(rows.tolist(), [i for i in queries])  # centre of index i is pixel i
+                cols = np.flatnonzero((image[panel_y + 301:panel_y + 306, panel_x:panel_x + 300] == INK).all(0))
+                self.assertEqual(cols.tolist(), keys)
+                self.assertEqual([off for off, _ in layout.query_ticks], queries)
+                self.assertEqual([off for off, _ in layout.key_ticks], keys)
+                # Labels only at those ticks.
+                right = panel_x - 14
+                boxes = [(right - text_width(label), panel_y + off - 7, right, panel_y + off + 11)
+                         for off, label in layout.query_ticks]
+                after_axis_name = panel_x - layout.left + 4 + 18
+                self.assert_ink_in_boxes(image, (after_axis_name, panel_y - 20, right + 4, panel_y + 320), boxes,
+                                         "query labels")
+                top = panel_y + 300 + 10
+                if flags:
+                    boxes = [(panel_x + off - 7, top, panel_x + off + 11, top + text_width(label))
+                             for off, label in layout.key_ticks]
+                else:
+                    boxes = [(panel_x + off - text_width(label) // 2, top,
+                              panel_x + off - text_width(label) // 2 + text_width(label), top + 18)
+                             for off, label in layout.key_ticks]
+                self.assert_ink_in_boxes(image, (panel_x - 30, top, panel_x + 330, top + layout.key_label_h), boxes,
+                                         "key labels")
+
+    def test_png_decoder_reads_every_filter(self):
+        # decode_png itself, on a PNG written here with each filter type on some row.
+        rng = np.random.default_rng(22)
+        for channels, colour_type in ((1, 0), (3, 2), (4, 6)):
+            pixels = rng.integers(0, 256, (5, 7 * channels), dtype=np.uint8)
+            data = encode_png_rows(pixels, 7, colour_type)
+            got = decode_png(data, packed=False)
+            np.testing.assert_array_equal(got, pixels.reshape(5, 7, channels), f"colour type {colour_type}")
+
+    def test_inspect_table_columns_hold_the_figures(self):
+        # A (1, 2, 3, 4) dump whose figures are known: head 0 has a one-hot row, head 1 a row
+        # of zeros (not counted) and a row off 1 by float32's rounding.
+        a = np.array([[[[0.5, 0.25, 0.25, 0], [1, 0, 0, 0], [0.25] * 4],
+                       [[0.7, 0.1, 0.1, 0.1], [0, 0, 0, 0], [0.4, 0.3, 0.2, 0.1]]]], np.float32)
+        np.save(self.path("w.npy"), a)
+        p = run("inspect", "w.npy", "--top-k", "2", cwd=self.dir)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stderr, b"")
+        lines = p.stdout.decode().split("\n")
+        self.assertEqual(lines[:4], [
+            "w.npy: float32 (1, 2, 3, 4) read as 1 batch x 2 heads of 3 queries x 4 keys", "",
+            "                      row sum   ------ entropy (bits) ------       max   share   zero",
+            "batch  head  queries  max error    mean     min     max uniform    weight   <1e-3   rows    NaN    Inf"])
+        for head in (0, 1):
+            panel = a[0, head].astype(np.float64)
+            counted = panel[panel.sum(-1) > 0]
+            sums = counted.sum(-1)
+            p_rows = counted / sums[:, None]
+            entropy = 0.0 - np.where(p_rows > 0, p_rows * np.log2(np.where(p_rows > 0, p_rows, 1)), 0).sum(-1)
+            cells = [("%d", 0, 5), ("%d", head, 6), ("%d", 3, 9), ("%.2g", np.abs(sums - 1).max(), 11),
+                     ("%.3f", entropy.mean(), 8), ("%.3f", entropy.min(), 8), ("%.3f", entropy.max(), 8),
+                     ("%.3f", 2.0, 8), ("%.4g", panel.max(), 10), ("%.3f", (panel < 1e-3).mean(), 8),
+                     ("%d", len(panel) - len(counted), 7), ("%d", 0, 7), ("%d", 0, 7)]
+            want = "".join((fmt % value).rjust(width) for fmt, value, width in cells)
+            self.assertEqual(lines[4 + head], want, f"head {head}")
+            # The columns under their headers: each figure ends where a header word ends.
+            figure_ends = [m.end() for m in re.finditer(r"\S+", lines[4 + head])]
+            self.assertEqual(len(figure_ends), 13)
+            self.assertLessEqual(set(figure_ends), {m.end() for m in re.finditer(r"\S+", lines[3])})
+        # Head 0 worked by hand: sums exactly 1; entropies 1.5, 0 and 2 bits; 4 of 12 weights zero.
+        self.assertEqual(lines[4], "    0     0        3          0   1.167   0.000   2.000   2.000         1   0.333"
+                                   "      0      0      0")
+        self.assertEqual(lines[6:], ["", "top 2 keys per query: key weight", "batch 0, head 0",
+                                     "  query 0 ->   0 0.5000   1 0.2500", "  query 1 ->   0 1.0000   1 0.0000",
+                                     "  query 2 ->   0 0.2500   1 0.2500", "batch 0, head 1",
+                                     "  query 0 ->   0 0.7000   1 0.1000", "  query 1 ->   0 0.0000   1 0.0000",
+                                     "  query 2 ->   0 0.4000   1 0.3000", ""])
+
+    def test_timings_line_on_stderr_leaves_stdout_alone(self):
+        q = os.path.join(DATA, "q.npy")
+        number = r"(\d+\.\d{3}) s"
+        for args, phases in ((["sdpa", "-q", q], ["read", "attention", "write"]),
+                             (["sdpa", "-q", q, "-s", self.path("w.npy")], ["read", "attention (streaming scores)", "write"]),
+                             (["mha", "--heads", "8", "-q", q, "--seed", "0"], ["read", "attention", "write"])):
+            with self.subTest(args=args[:1] + args[3:]):
+                plain = run(*args, "--format", "npy")
+                timed = run(*args, "--format", "npy", "--timings")
+                self.assertEqual(timed.returncode, 0, timed.stderr)
+                self.assertEqual(timed.stdout, plain.stdout)
+                self.assertTrue(timed.stdout.startswith(b"\x93NUMPY"))
+                self.assertEqual(plain.stderr, b"")
+                pattern = ("attn-cli: timings: " + ", ".join(re.escape(ph) + " " + number for ph in phases) +
+                           ", total " + number + "\n")
+                m = re.fullmatch(pattern, timed.stderr.decode())
+                self.assertIsNotNone(m, timed.stderr)
+                seconds = [float(x) for x in m.groups()]
+                self.assertAlmostEqual(sum(seconds[:-1]), seconds[-1], delta=0.0025)  # each rounded to 1 ms
+                self.assertLess(seconds[-1], 60)
+
+    def progress_job(self):
+        """sdpa arguments for a run of a few seconds (the bar shows from one second in): one
+        thread on L = S = 32768 (275 GFLOP, 2.7 s at 100 GFLOP/s), or 4096 in the slower
+        sanitizer build."""
+        length = 4096 if self.SANITIZED else 32768
+        np.save(self.path("q.npy"), np.random.default_rng(23).standard_normal((1, 1, length, 64), dtype=np.float32))
+        return ["sdpa", "-q", "q.npy", "--threads", "1", "-o", "o.npy"]
+
+    def run_on_pty(self, args):
+        """Runs attn-cli with standard error on a pseudo-terminal: (status, what it wrote there,
+        seconds it ran). Standard output goes to a file."""
+        main, sub = pty.openpty()
+        with open(self.path("stdout"), "wb") as out:
+            start = time.monotonic()
+            child = subprocess.Popen([CLI, *args], cwd=self.dir, stdout=out, stderr=sub)
+        os.close(sub)
+        seen = b""
+        while True:
+            ready, _, _ = select.select([main], [], [], 120)
+            if not ready:
+                child.kill()
+                self.fail("no end of attn-cli after 120 s")
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # EIO: every writer of the terminal closed it
+                chunk = b""
+            if not chunk:
+                break
+            seen += chunk
+        status = child.wait(timeout=60)
+        os.close(main)
+        return status, seen, time.monotonic() - start
+
+    def test_progress_bar_on_a_terminal_only(self):
+        support.require_files(self, "/dev/ptmx")  # pseudo-terminals
+        args = self.progress_job()
+        status, seen, seconds = self.run_on_pty(args)
+        self.assertEqual(status, 0, seen)
+        if seconds < 1.5:
+            self.skipTest(f"the job took {seconds:.1f} s here, too short for a bar (shown after 1 s)")
+        # Drawn in place ("\r" then the bar, "\033[K" clearing what a longer line left) ...
+        frames = re.findall(rb"\rattn-cli: attention \[([# ]{30})\] +(\d+)%  (\d+\.\d) s(?:, about \d+ s left\x1b\[K)?",
+                            seen)
+        self.assertGreater(len(frames), 0, seen[:300])
+        percents = [int(p) for _, p, _ in frames]
+        self.assertEqual(percents, sorted(percents))
+        for bar, percent, _ in frames:  # both from the fraction done: floor(30 f) and floor(100 f)
+            self.assertEqual(bar, b"#" * bar.count(b"#") + b" " * (30 - bar.count(b"#")))
+            self.assertIn(bar.count(b"#"), range(int(percent) * 3 // 10, (int(percent) + 1) * 3 // 10 + 1))
+        self.assertGreaterEqual(min(float(t) for _, _, t in frames), 1.0)  # not in the first second
+        # ... and erased at the end: the last thing written clears the line, no newline anywhere.
+        self.assertTrue(seen.endswith(b"\r\x1b[K"), seen[-80:])
+        self.assertNotIn(b"\n", seen)
+        self.assertEqual(np.load(self.path("o.npy")).shape, (1, 1, len(np.load(self.path("q.npy"))[0, 0]), 64))
+        # Standard error not a terminal (a pipe), and --no-progress on the terminal, side by
+        # side (one thread each): nothing written.
+        piped = subprocess.Popen([CLI, *args[:-1], "o2.npy"], cwd=self.dir, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+        status, seen, _ = self.run_on_pty(args + ["--no-progress"])
+        self.assertEqual((status, seen), (0, b""))
+        out, err = piped.communicate(timeout=120)
+        self.assertEqual((piped.returncode, out, err), (0, b"", b""))
 
 if __name__ == "__main__":
     CLI = os.path.abspath(sys.argv.pop(1))
-    unittest.main(verbosity=1)
+    support.main()

@@ -33,6 +33,8 @@ import zlib
 
 import numpy as np
 
+import support
+
 CLI = None
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -40,6 +42,8 @@ MATRIX = os.path.join(HERE, "errors.md")
 ROW_COLUMNS = ["id", "status", "message", "command", "fixtures", "existing"]
 FIXTURE_COLUMNS = ["fixture", "made by"]
 PREFIX = "attn-cli: error: "
+REQUIRES = "requires "
+SPECIAL_FILE = r"/(?:dev|proc|sys)/[\w./-]*[\w]"
 
 
 # ---- reading tests/errors.md ------------------------------------------------------------
@@ -100,7 +104,10 @@ class Row:
         self.section = section
         self.id, status, self.message, self.command, fixtures, existing = cells
         self.status = int(status)
-        self.fixtures = [x.strip() for x in fixtures.split(",") if x.strip()]
+        items = [x.strip() for x in fixtures.split(",") if x.strip()]
+        # "requires PATH": a special file the row needs; the row is skipped where it is missing.
+        self.requires = [x[len(REQUIRES):].strip() for x in items if x.startswith(REQUIRES)]
+        self.fixtures = [x for x in items if not x.startswith(REQUIRES)]
         self.existing = [x.strip() for x in existing.split(",") if x.strip()]
 
 
@@ -267,8 +274,9 @@ def check_row(row, fixtures, bin_dir):
             raw(os.path.join(folder, path), sentinel(row, path))
         before = listing(folder)
         env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""), LC_ALL="C")
-        p = subprocess.run(["sh", "-c", row.command], cwd=folder, env=env, capture_output=True,
-                           stdin=subprocess.DEVNULL, timeout=120)
+        # Standard input is empty (a pipe, not /dev/null, which a chroot may lack).
+        p = subprocess.run(["sh", "-c", row.command], cwd=folder, env=env, capture_output=True, input=b"",
+                           timeout=120)
         err = p.stderr.decode(errors="replace")
         if p.returncode != row.status:
             problems.append(f"exit status {p.returncode}, expected {row.status}")
@@ -327,6 +335,11 @@ class MatrixTest(unittest.TestCase):
             re.compile(r.message)
             for name in r.fixtures:
                 self.assertIn(name, FIXTURES, f"{r.id}: no fixture {name}")
+            # A special file the command names is one the row must declare it requires.
+            for path in re.findall(SPECIAL_FILE, r.command):
+                self.assertIn(path, r.requires, f"{r.id}: the command uses {path}: add 'requires {path}'")
+            if "available" in r.message:  # the memory attn-cli sees comes from /proc/meminfo
+                self.assertIn("/proc/meminfo", r.requires, r.id)
         used = {name for r in ROWS for name in r.fixtures}
         self.assertEqual(sorted(set(FIXTURES) - used), [], "fixtures no row uses")
         sections = {r.section for r in ROWS}
@@ -347,6 +360,7 @@ class MatrixTest(unittest.TestCase):
 def add_row_tests():
     for row in ROWS:
         def test(self, row=row):
+            support.require_files(self, *row.requires)
             problems = check_row(row, FIXTURES, self.bin_dir)
             if problems:
                 self.fail(f"row {row.id} ({row.section}): {row.command}\n  " + "\n  ".join(problems))
@@ -359,8 +373,10 @@ add_row_tests()
 
 # ---- faults ---------------------------------------------------------------------------------
 
-def meminfo_available():
-    """MemAvailable + SwapFree of /proc/meminfo, in bytes: what attn-cli compares with."""
+def meminfo_available(test):
+    """MemAvailable + SwapFree of /proc/meminfo, in bytes: what attn-cli compares with
+    (`test` is skipped where there is no /proc/meminfo: attn-cli then checks nothing)."""
+    support.require_files(test, "/proc/meminfo")
     fields = {}
     with open("/proc/meminfo") as f:
         for line in f:
@@ -403,15 +419,8 @@ class FaultTest(unittest.TestCase):
 
     def run_with_rusage(self, *args):
         """(exit status or -signal, stderr, peak RSS in bytes) of one run."""
-        err = open(self.path(".stderr"), "w+b")
-        p = subprocess.Popen([CLI, *args], cwd=self.dir, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        text = err.read().decode()
-        err.close()
-        os.unlink(self.path(".stderr"))
-        return p.returncode, text, usage.ru_maxrss * 1024
+        status, _, err, peak = support.run_with_rusage([CLI, *args], cwd=self.dir)
+        return status, err, peak
 
     def assert_one_error_line(self, stderr, pattern):
         text = stderr.decode() if isinstance(stderr, bytes) else stderr
@@ -450,7 +459,12 @@ class FaultTest(unittest.TestCase):
         self.assertEqual(out, b"")
         self.assertEqual(os.listdir(self.dir), ["big.npy"])
 
-    def test_sigint_in_a_shell_gives_status_130(self):
+    def signal_in_a_shell(self, signal_number):
+        """Sends the signal to attn-cli (not its shell) while it writes out.json; returns
+        what the shell printed, `status N`, and its standard error."""
+        # The shell's child is found through /proc (CONFIG_PROC_CHILDREN); a background job
+        # would not do: a non-interactive shell starts those with SIGINT ignored.
+        support.require_files(self, f"/proc/{os.getpid()}/task/{os.getpid()}/children")
         self.big_tensor()
         sh = subprocess.Popen(["sh", "-c", f"'{CLI}' convert big.npy out.json; echo \"status $?\""], cwd=self.dir,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -467,11 +481,45 @@ class FaultTest(unittest.TestCase):
             def poll(self):
                 return None if os.path.exists(f"/proc/{child}") else 0
         self.wait_for_temp(Proc(), "out.json")
-        os.kill(child, signal.SIGINT)  # the program alone, as a terminal's Ctrl-C would reach it
+        os.kill(child, signal_number)  # the program alone, as a terminal's Ctrl-C would reach it
         out, err = sh.communicate(timeout=60)
-        self.assertEqual(out, b"status 130\n")
-        self.assertEqual(err, b"")
         self.assertEqual(os.listdir(self.dir), ["big.npy"])
+        return out, err
+
+    def test_sigint_in_a_shell_gives_status_130(self):
+        self.assertEqual(self.signal_in_a_shell(signal.SIGINT), (b"status 130\n", b""))
+
+    # ---- SIGTERM and SIGHUP, as SIGINT -------------------------------------------------------
+    def test_sigterm_and_sighup_during_a_write_leave_no_file_and_keep_the_target(self):
+        # docs/cli.md, "Signals": the unfinished outputs' temporary files are removed and the
+        # process dies of the signal, quietly; an existing target is not touched.
+        self.big_tensor()
+        for signal_number in (signal.SIGTERM, signal.SIGHUP):
+            with self.subTest(signal=signal.Signals(signal_number).name):
+                for existing in (False, True):
+                    if existing:
+                        with open(self.path("out.json"), "wb") as f:
+                            f.write(b"sentinel")
+                    p = subprocess.Popen([CLI, "convert", "big.npy", "out.json"], cwd=self.dir,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                    self.wait_for_temp(p, "out.json")
+                    p.send_signal(signal_number)
+                    out, err = p.communicate(timeout=60)
+                    self.assertEqual(p.returncode, -signal_number)
+                    self.assertEqual((out, err), (b"", b""))
+                    if existing:
+                        with open(self.path("out.json"), "rb") as f:
+                            self.assertEqual(f.read(), b"sentinel")
+                        os.unlink(self.path("out.json"))
+                    self.assertEqual(os.listdir(self.dir), ["big.npy"])
+
+    def test_sigterm_and_sighup_in_a_shell_give_128_plus_the_signal(self):
+        # The shell may say what killed its child (dash: "Terminated", "Hangup"); attn-cli says nothing.
+        for signal_number, status in ((signal.SIGTERM, b"status 143\n"), (signal.SIGHUP, b"status 129\n")):
+            out, err = self.signal_in_a_shell(signal_number)
+            self.assertEqual(out, status)
+            self.assertNotIn(b"attn-cli", err)
+            os.unlink(self.path("big.npy"))
 
     def test_sigint_ignored_by_the_parent_stays_ignored(self):
         self.big_tensor()
@@ -573,7 +621,7 @@ class FaultTest(unittest.TestCase):
     # ---- (d) inputs too large for this machine's memory -----------------------------------------
     def assert_refused(self, args, subject, what, needed):
         status, err, peak = self.run_with_rusage(*args)
-        available = meminfo_available()
+        available = meminfo_available(self)
         self.assertEqual(status, 1, err)
         self.assert_one_error_line(err, "^" + re.escape(f"{subject}: needs {bytes_to_string(needed)} for {what}, ") +
                                    r"[0-9.]+ (kB|MB|GB|TB) available$")
@@ -583,24 +631,24 @@ class FaultTest(unittest.TestCase):
         self.assertFalse(os.path.exists(self.path("out.npy")))
 
     def test_random_larger_than_memory(self):
-        n = meminfo_available() * 2 // 4
+        n = meminfo_available(self) * 2 // 4
         self.assert_refused(["random", "--shape", str(n), "-o", "out.npy"], "--shape", f"float32 ({n},)", 4 * n)
 
     def test_npy_larger_than_memory(self):
-        n = meminfo_available() * 2 // 4
+        n = meminfo_available(self) * 2 // 4
         header = npy_header((n,))
         sparse(self.path("huge.npy"), header, len(header) + 4 * n)
         self.assert_refused(["convert", "huge.npy", "out.npy"], "huge.npy", f"float32 ({n},)", 4 * n)
 
     def test_sdpa_weights_larger_than_memory(self):
-        length = int((meminfo_available() * 2 / 4) ** 0.5) + 1
+        length = int((meminfo_available(self) * 2 / 4) ** 0.5) + 1
         np.save(self.path("q.npy"), np.zeros((length, 1), np.float32))
         # Into .npz the weights are held whole (a .npy file would stream: no memory bound).
         self.assert_refused(["sdpa", "-q", "q.npy", "-o", "out.npy", "-s", "w.npz"], "-s/--scores",
                             f"float32 output ({length}, 1) + weights ({length}, {length})", 4 * (length + length ** 2))
 
     def test_mha_weights_larger_than_memory(self):
-        length = int((meminfo_available() * 2 / 4) ** 0.5) + 1
+        length = int((meminfo_available(self) * 2 / 4) ** 0.5) + 1
         np.save(self.path("x.npy"), np.zeros((1, length, 1), np.float32))
         # Averaged, every head's weights are held whole, even for a .npy file (which
         # would otherwise stream: no memory bound).
@@ -612,7 +660,7 @@ class FaultTest(unittest.TestCase):
     def test_npz_member_inflating_beyond_memory(self):
         # A deflated member whose central directory and npy header agree on n float32 (the
         # stream holds only the header): the member and its tensor would need 8n bytes.
-        n = int(meminfo_available() * 0.75) // 4
+        n = int(meminfo_available(self) * 0.75) // 4
         header = npy_header((n,))
         size = len(header) + 4 * n
         if size > 64 << 30:
@@ -627,15 +675,6 @@ class FaultTest(unittest.TestCase):
                             f"the inflated member and the float32 tensor ({n},) decoded from it", size + 4 * n)
 
 
-def main():
-    global CLI
-    CLI = os.path.abspath(sys.argv.pop(1))
-    program = unittest.main(verbosity=1, exit=False)
-    result = program.result
-    if not result.wasSuccessful():
-        sys.exit(1)
-    sys.exit(77 if result.skipped else 0)
-
-
 if __name__ == "__main__":
-    main()
+    CLI = os.path.abspath(sys.argv.pop(1))
+    support.main()

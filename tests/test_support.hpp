@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <cstddef>
 #include <fstream>
@@ -31,6 +32,16 @@ inline std::string fixture_at(const std::string& path) {
 inline std::string fixture(const std::string& relative) { return fixture_at(data_path(relative)); }
 
 inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// True when `path` exists; otherwise prints "SKIPPED: <test>: needs <path>, which this machine
+// lacks" on standard output, which CTest reports as a skipped test (tests/CMakeLists.txt),
+// and the caller returns. For a special file (/proc/meminfo) a chroot or container may lack.
+inline bool require_file(const char* path) {
+    if (std::ifstream(path).good()) return true;
+    std::printf("SKIPPED: %s: needs %s, which this machine lacks\n", doctest::getContextOptions()->currentTest->m_name,
+                path);
+    return false;
+}
 
 // The message of the attn::Error that `f` throws, after checking its kind.
 template <class F>

@@ -282,6 +282,7 @@ TEST_CASE("sdpa: NaN inputs propagate as in PyTorch") {
 }
 
 TEST_CASE("sdpa: results that cannot fit in memory are refused before anything is computed") {
+    if (!test::require_file("/proc/meminfo")) return;  // the memory attn::core compares with
     // Q (1000, 1, 1000, 1) and K (1, 1000, 1000, 1) broadcast to weights (1000, 1000, 1000, 1000):
     // 4 TB of float32 from 4 MB of inputs.
     const Tensor q = Tensor::zeros(DType::Float32, {1000, 1, 1000, 1});

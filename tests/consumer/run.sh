@@ -9,16 +9,19 @@ here=$(cd "$(dirname "$0")" && pwd)
 source_dir=$(cd "$here/../.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cmake --install "$build" --prefix "$work/prefix" >/dev/null
-cmake -S "$here" -B "$work/build" -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$work/build" >/dev/null
+# The tools' chatter goes to a log (not /dev/null, which a chroot may lack), shown on failure.
+log=$work/log
+quiet() { "$@" >>"$log" 2>&1 || { status=$?; cat "$log" >&2; return "$status"; }; }
+quiet cmake --install "$build" --prefix "$work/prefix"
+quiet cmake -S "$here" -B "$work/build" -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_BUILD_TYPE=Release
+quiet cmake --build "$work/build"
 "$work/build/attn_consumer"
 test -x "$work/prefix/bin/attn-cli"
 "$work/prefix/bin/attn-cli" --version
 
 # add_subdirectory: building the library again would take minutes, so only the
 # consumer's own object (main.o, a Makefile generator's per-source target).
-cmake -S "$here" -B "$work/subdir" -G "Unix Makefiles" -DATTN_SOURCE_DIR="$source_dir" \
-    -DCMAKE_BUILD_TYPE=Release >/dev/null
-make -C "$work/subdir" --no-print-directory main.o >/dev/null
+quiet cmake -S "$here" -B "$work/subdir" -G "Unix Makefiles" -DATTN_SOURCE_DIR="$source_dir" \
+    -DCMAKE_BUILD_TYPE=Release
+quiet make -C "$work/subdir" --no-print-directory main.o
 echo "attn_consumer: add_subdirectory ok"

@@ -345,6 +345,7 @@ TEST_CASE("mha: averaged weights reach a sink a whole matrix per batch index, th
 }
 
 TEST_CASE("mha: weights or logits that cannot fit in memory are refused before the kernel runs, naming them") {
+    if (!test::require_file("/proc/meminfo")) return;  // the memory attn::core compares with
     // E = 1, L = S = 10^6: 4 TB of float32 weights per head from 4 MB of input.
     const MhaWeights w = seeded(1, 1, 25);
     const Tensor q = Tensor::zeros(DType::Float32, {1, 1000000, 1});
