@@ -765,6 +765,19 @@ class CliTest(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(np.load(io.BytesIO(r.stdout)).shape, (2, 0, 3))
 
+    def test_inspect_unreadable_labels_named_in_one_line(self):
+        """A labels file that cannot be read is named with the system's reason, exit 1
+        (root reads anything, so this needs an ordinary user)."""
+        if os.geteuid() == 0:
+            self.skipTest("running as root, which can read a file of mode 000")
+        w = self.mha_weights()
+        labels = self.path("labels.txt")
+        with open(labels, "w") as f:
+            f.write("a\nb\nc\nd\ne\n")
+        os.chmod(labels, 0)
+        p = run("inspect", w, "--labels", labels)
+        self.assert_error(p, 1, labels + ": cannot open: Permission denied")
+
 
 if __name__ == "__main__":
     CLI = os.path.abspath(sys.argv.pop(1))
