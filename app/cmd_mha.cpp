@@ -116,7 +116,9 @@ void setup_mha(CLI::App& sub) {
     sub.add_option("--weights-prefix", flags->weights_prefix,
                    "Read names under this prefix, e.g. 'encoder.layers.0.self_attn.'");
     flags->seed_option =
-        add_seed_option(sub, flags->seed, "Without --weights: initialise as PyTorch does after torch.manual_seed(S)");
+        add_seed_option(sub, flags->seed,
+                        "Without --weights (one of the two is required): initialise as PyTorch does after "
+                        "torch.manual_seed(S)");
     // Initialisation only: a weights file has its biases or not.
     sub.add_flag("--no-bias", flags->no_bias, "With --seed: no projection biases (PyTorch bias=False)")
         ->excludes(weights);
