@@ -21,14 +21,19 @@ struct MhaFlags {
 };
 
 void run_mha(const MhaFlags& f) {
+    // The layer comes from a file or from a seed, never from a default nobody chose.
+    if (!f.weights.empty() && f.seed_option->count() > 0) {
+        throw Error(ErrorKind::Usage, "--seed", "initialises weights; it cannot be combined with --weights");
+    }
+    if (f.weights.empty() && f.seed_option->count() == 0) {
+        throw Error(ErrorKind::Usage, "--weights, --seed",
+                    "one is required: --weights FILE to load a layer, or --seed S to initialise one");
+    }
     PhaseTimer timer(f.attention.timings);
     const AttentionInputs inputs(f.attention);
     const Tensor& query = inputs.query();
     const Tensor& key = inputs.key();
     const Tensor& value = inputs.value();
-    if (!f.weights.empty() && f.seed_option->count() > 0) {
-        throw Error(ErrorKind::Usage, "--seed", "initialises weights; it cannot be combined with --weights");
-    }
     MhaWeights weights;
     if (!f.weights.empty()) {
         const io::NamedTensors state_dict = io::read_tensor_archive(f.weights);
@@ -103,16 +108,22 @@ void setup_mha(CLI::App& sub) {
                          "TENSOR (N, S): bool true = padding, or float added"});
     sub.add_option("--kv-heads", flags->kv_heads, "Key/value heads G for grouped-query attention (G divides H)")
         ->check(positive_integer());
-    add_file_option(sub, "--weights", flags->weights,
-                    "Weights FILE (.npz, .safetensors, .json) with PyTorch state_dict names (in_proj_weight, "
-                    "out_proj.weight, ...) or q_proj.weight/k_proj.weight/v_proj.weight/o_proj.weight; with "
-                    "--check-finite every tensor read must be finite");
+    CLI::Option* weights =
+        add_file_option(sub, "--weights", flags->weights,
+                        "Weights FILE (.npz, .safetensors, .json) with PyTorch state_dict names (in_proj_weight, "
+                        "out_proj.weight, ...) or q_proj.weight/k_proj.weight/v_proj.weight/o_proj.weight; with "
+                        "--check-finite every tensor read must be finite");
     sub.add_option("--weights-prefix", flags->weights_prefix,
                    "Read names under this prefix, e.g. 'encoder.layers.0.self_attn.'");
     flags->seed_option =
-        add_seed_option(sub, flags->seed, "Without --weights: initialise as PyTorch does after torch.manual_seed(S)");
-    sub.add_flag("--no-bias", flags->no_bias, "With --seed: no projection biases (PyTorch bias=False)");
-    sub.add_flag("--add-bias-kv", flags->add_bias_kv, "With --seed: add bias_k/bias_v (PyTorch add_bias_kv)");
+        add_seed_option(sub, flags->seed,
+                        "Without --weights (one of the two is required): initialise as PyTorch does after "
+                        "torch.manual_seed(S)");
+    // Initialisation only: a weights file has its biases or not.
+    sub.add_flag("--no-bias", flags->no_bias, "With --seed: no projection biases (PyTorch bias=False)")
+        ->excludes(weights);
+    sub.add_flag("--add-bias-kv", flags->add_bias_kv, "With --seed: add bias_k/bias_v (PyTorch add_bias_kv)")
+        ->excludes(weights);
     add_file_option(sub, "--save-weights", flags->save_weights,
                     "Write the weights used (.npz, .safetensors, .json) for PyTorch's load_state_dict");
     sub.add_flag("--add-zero-attn", flags->add_zero_attn, "Append a zero key and value (PyTorch add_zero_attn)");

@@ -25,10 +25,7 @@ void run_random(const RandomFlags& f) {
 
 void setup_random(CLI::App& sub) {
     const auto flags = run_with(sub, run_random);
-    sub.add_option("--shape", flags->shape, "Shape, comma-separated: 2,5,64")
-        ->required()
-        ->delimiter(',')
-        ->check(non_negative_integer());
+    add_integer_list_option(sub, "--shape", flags->shape, "Shape, comma-separated: 2,5,64")->required();
     add_enum_option(sub, "--dist", flags->distribution,
                     {{"uniform", Distribution::Uniform}, {"normal", Distribution::Normal}},
                     "uniform: U[0,1) like torch.rand; normal: N(0,1) (Box-Muller)");

@@ -2,12 +2,14 @@
 // flags several subcommands share, reading TENSOR arguments and OutputSet.
 #include "common.hpp"
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "progress.hpp"
 
@@ -29,21 +31,51 @@ CLI::Validator validator(std::string description, std::function<std::string(std:
     return {std::move(check), std::move(description)};
 }
 
+// The comma-separated elements of `text`, empty ones included ("4,,4" has three).
+std::vector<std::string> split_list(const std::string& text) {
+    std::vector<std::string> elements;
+    std::size_t start = 0;
+    for (std::size_t comma = text.find(','); comma != std::string::npos; comma = text.find(',', start)) {
+        elements.push_back(text.substr(start, comma - start));
+        start = comma + 1;
+    }
+    elements.push_back(text.substr(start));
+    return elements;
+}
+
+// A list of non-negative integers N[,N...], or why not ("" when it is one).
+std::string check_integer_list(const std::string& text) {
+    for (const std::string& element : split_list(text)) {
+        if (element.empty()) {
+            return "expected N[,N...], non-negative integers, found '" + text + "' (an empty element)";
+        }
+        const auto value = parse_integer(element);
+        if (!value || *value < 0) return "expected a non-negative integer, found '" + element + "'";
+    }
+    return {};
+}
+
 }  // namespace
+
+CLI::Option* add_integer_list_option(CLI::App& app, const std::string& name, std::vector<long long>& values,
+                                     const std::string& help) {
+    return app
+        .add_option_function<std::string>(
+            name,
+            [&values](const std::string& text) {
+                values.clear();
+                for (const std::string& element : split_list(text)) values.push_back(*parse_integer(element));
+            },
+            help)
+        ->check(validator("", check_integer_list))
+        ->type_name("N[,N...]");
+}
 
 CLI::Validator positive_integer() {
     return validator("", [](std::string& text) -> std::string {
         const auto value = parse_integer(text);
         if (value && *value > 0) return {};
         return "expected a positive integer, found '" + text + "'";
-    });
-}
-
-CLI::Validator non_negative_integer() {
-    return validator("", [](std::string& text) -> std::string {
-        const auto value = parse_integer(text);
-        if (value && *value >= 0) return {};
-        return "expected a non-negative integer, found '" + text + "'";
     });
 }
 
@@ -57,25 +89,65 @@ CLI::Validator integer_in(long long low, long long high) {
                      });
 }
 
+namespace {
+
+// Whether `text` is a decimal number: an optional sign, digits with an optional point,
+// an optional exponent; no spaces, hexadecimal, inf or nan (strtod would take them all).
+bool is_decimal(const std::string& text) {
+    std::size_t i = text.empty() || (text[0] != '+' && text[0] != '-') ? 0 : 1;
+    const auto digits = [&] {
+        const std::size_t from = i;
+        while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+        return i - from;
+    };
+    std::size_t mantissa = digits();
+    if (i < text.size() && text[i] == '.') {
+        ++i;
+        mantissa += digits();
+    }
+    if (mantissa == 0) return false;
+    if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
+        ++i;
+        if (i < text.size() && (text[i] == '+' || text[i] == '-')) ++i;
+        if (digits() == 0) return false;
+    }
+    return i == text.size();
+}
+
+// The range a double holds, as the refusals word it.
+const std::string kDoubleRange = "4.9e-324 to 1.8e+308";
+
+// A decimal `text` as a double, or why not: "" on success, else a message. A number whose
+// magnitude a double cannot hold is out of range, whether it would round to infinity or,
+// not being zero, to 0 (strtod's ERANGE also flags subnormals, which are taken).
+std::string parse_decimal(const std::string& text, double& value, const std::string& syntax_error,
+                          const std::string& range) {
+    if (!is_decimal(text)) return syntax_error;
+    value = std::strtod(text.c_str(), nullptr);
+    const std::size_t exponent = text.find_first_of("eE");
+    const bool zero = text.substr(0, exponent).find_first_of("123456789") == std::string::npos;
+    if (std::isinf(value) || (value == 0 && !zero)) return text + " is out of range: expected " + range;
+    return {};
+}
+
+}  // namespace
+
 CLI::Validator finite_number() {
     return validator("", [](std::string& text) -> std::string {
-        errno = 0;
-        char* end = nullptr;
-        const double value = std::strtod(text.c_str(), &end);
-        if (!text.empty() && errno == 0 && end == text.c_str() + text.size() && std::isfinite(value)) return {};
-        return "expected a finite number, found '" + text + "'";
+        double value = 0;
+        return parse_decimal(text, value,
+                             "expected a finite number, found '" + text + "' (decimal: no spaces, hex, inf or nan)",
+                             "0 or a magnitude from " + kDoubleRange + " (a double)");
     });
 }
 
 CLI::Validator positive_number() {
     return validator("", [](std::string& text) -> std::string {
-        errno = 0;
-        char* end = nullptr;
-        const double value = std::strtod(text.c_str(), &end);
-        if (!text.empty() && errno == 0 && end == text.c_str() + text.size() && std::isfinite(value) && value > 0) {
-            return {};
-        }
-        return "expected a finite number > 0, found '" + text + "'";
+        double value = 0;
+        const std::string syntax_error = "expected a finite number > 0, found '" + text + "'";
+        std::string error = parse_decimal(text, value, syntax_error, "a number from " + kDoubleRange + " (a double)");
+        if (error.empty() && value <= 0) error = syntax_error;
+        return error;
     });
 }
 
@@ -83,10 +155,10 @@ namespace {
 
 // "LEFT,RIGHT" as two integers >= -1, or nullopt.
 std::optional<Window> parse_window(const std::string& text) {
-    const std::size_t comma = text.find(',');
-    if (comma == std::string::npos) return std::nullopt;
-    const auto left = parse_integer(text.substr(0, comma));
-    const auto right = parse_integer(text.substr(comma + 1));
+    const std::vector<std::string> bounds = split_list(text);
+    if (bounds.size() != 2) return std::nullopt;
+    const auto left = parse_integer(bounds[0]);
+    const auto right = parse_integer(bounds[1]);
     if (!left || !right || *left < -1 || *right < -1) return std::nullopt;
     return Window{*left, *right};
 }
@@ -283,9 +355,8 @@ void add_attention_flags(CLI::App& app, AttentionFlags& flags, const AttentionHe
         ->expected(0, 1);
     add_file_option(app, "--mask", flags.mask, help.mask);
     add_file_option(app, "--key-padding-mask", flags.key_padding_mask, help.key_padding_mask);
-    app.add_option("--key-lengths", flags.key_lengths, "Valid keys per batch item N[,N...]; later keys are ignored")
-        ->delimiter(',')
-        ->check(non_negative_integer());
+    add_integer_list_option(app, "--key-lengths", flags.key_lengths,
+                            "Valid keys per batch item N[,N...]; later keys are ignored");
     add_enum_option(app, "--dtype", flags.precision, kPrecisionNames,
                     "Compute and output precision; auto: float64 if an input is float64");
     app.add_option("--threads", flags.threads, "Worker threads; default: all cores")->check(integer_in(1, 4096));

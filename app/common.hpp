@@ -33,7 +33,6 @@ std::shared_ptr<Flags> run_with(CLI::App& sub, void (*run)(const Flags&)) {
 // Validators whose messages say what was expected and what was found (CLI11's own would
 // print "Value 0 not in range 0.000000 to 1.797693e+308" or "Could not convert").
 CLI::Validator positive_integer();
-CLI::Validator non_negative_integer();
 CLI::Validator integer_in(long long low, long long high);
 CLI::Validator finite_number();
 // A finite number > 0.
@@ -44,6 +43,11 @@ CLI::Validator window_bounds();
 CLI::Validator seed_value();
 // A file name, or - for standard input or output; never empty.
 CLI::Validator file_name();
+
+// A comma-separated list of non-negative integers N[,N...] into `values`: an empty
+// element ("4,4,", ",3", "") or any other text is a usage error naming the flag.
+CLI::Option* add_integer_list_option(CLI::App& app, const std::string& name, std::vector<long long>& values,
+                                     const std::string& help);
 
 // The names an enum flag takes, in the order its help and its usage error list them.
 template <class Enum>

@@ -57,6 +57,7 @@ std::string usage_message(const std::string& text) {
         {std::regex("^The following arguments were not expected: (.+)$"), "$1: unexpected arguments"},
         {std::regex("^(\\S+) excludes (\\S+)$"), "$1: cannot be combined with $2"},
         {std::regex("^Could not convert: (\\S+) = (.*)$"), "$1: cannot read '$2'"},
+        {std::regex("^(\\S+): At Most 1 required but received (\\d+)$"), "$1: given $2 times, expected once"},
     };
     for (const auto& [pattern, replacement] : kRewrites) {
         if (std::regex_match(text, pattern)) return std::regex_replace(text, pattern, replacement);
@@ -71,6 +72,10 @@ std::unique_ptr<CLI::App> make_app() {
         "attn-cli");
     app->set_version_flag("--version", std::string("attn-cli ") + ATTN_VERSION);
     app->require_subcommand(1);
+    // Every option of every subcommand (they inherit this) takes one value: given twice,
+    // "--scale 1 --scale 2" or "-o a.npy -o b.npy", it is a usage error, not the last one
+    // silently. Switches without a value (--causal aside) may repeat.
+    app->option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::Throw);
     app->footer(
         "Examples:\n"
         "  attn-cli sdpa -q data/q.npy -k data/k.npy -v data/v.npy -o out.npy --scores weights.npy\n"

@@ -7,6 +7,7 @@ usage: cli_test.py PATH/TO/attn-cli [TestClass.test_name ...]      (needs Debian
 Exit status: 0 all passed, 1 a failure, 77 none failed but some were skipped (a test
 needing root or a special file this machine lacks; each skip is printed with its reason).
 """
+import io
 import json
 import math
 import os
@@ -1218,6 +1219,99 @@ class CliTest(unittest.TestCase):
         self.assertEqual((status, seen), (0, b""))
         out, err = piped.communicate(timeout=120)
         self.assertEqual((piped.returncode, out, err), (0, b"", b""))
+
+    # ---- Hardening: flags and mha weights (issue 17) -------------------------------------
+
+    def test_mha_float64_weights_compute_in_float64(self):
+        """--dtype auto widens to the weights' float64: the output is float64 and matches a
+        numpy float64 computation to 1e-12 (float32 arithmetic is off by ~1e-7)."""
+        weights = dict(np.load(os.path.join(DATA, "mha_weights.npz")))
+        w64 = self.path("w64.npz")
+        np.savez(w64, **{name: t.astype(np.float64) for name, t in weights.items()})
+        q = np.load(os.path.join(DATA, "q.npy"))
+        self.assertEqual(q.dtype, np.float32)
+        p = run("mha", "--heads", "8", "-q", os.path.join(DATA, "q.npy"), "--weights", w64, "-o", self.path("o.npy"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out = np.load(self.path("o.npy"))
+        self.assertEqual(out.dtype, np.float64)
+        x = q.astype(np.float64)
+        n, l, e = x.shape
+        heads, hd = 8, e // 8
+        proj = x @ weights["in_proj_weight"].astype(np.float64).T + weights["in_proj_bias"].astype(np.float64)
+        qh, kh, vh = (proj[..., i * e:(i + 1) * e].reshape(n, l, heads, hd).transpose(0, 2, 1, 3) for i in range(3))
+        attended, _ = sdpa_reference(qh, kh, vh)
+        merged = attended.transpose(0, 2, 1, 3).reshape(n, l, e)
+        want = merged @ weights["out_proj.weight"].astype(np.float64).T + weights["out_proj.bias"].astype(np.float64)
+        np.testing.assert_allclose(out, want, rtol=0, atol=1e-12)
+        # Forced float32: float32 output, and float32's rounding shows.
+        p = run("mha", "--heads", "8", "-q", os.path.join(DATA, "q.npy"), "--weights", w64, "--dtype", "float32",
+                "-o", self.path("o32.npy"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        out32 = np.load(self.path("o32.npy"))
+        self.assertEqual(out32.dtype, np.float32)
+        self.assertGreater(np.abs(out32 - want).max(), 1e-10)
+
+    def test_inspect_json_null_when_no_row_counts(self):
+        """Panels whose rows are all NaN or all zeros have no row-sum figure: null in JSON,
+        '-' in the table; a panel with a counted row has its numbers."""
+        w = np.full((3, 2, 4), 0.25, np.float32)
+        w[0] = np.nan
+        w[1] = 0
+        path = self.path("w.npy")
+        np.save(path, w)
+        p = run("inspect", path, "--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        panels = json.loads(p.stdout)["panels"]
+        for panel in panels[:2]:
+            self.assertIsNone(panel["row_sum_error"], panel)
+            self.assertIsNone(panel["worst_query"], panel)
+            self.assertIsNone(panel["entropy_bits"]["mean"], panel)
+        self.assertEqual(panels[1]["zero_rows"], 2)
+        self.assertEqual(panels[1]["near_zero_share"], 1)
+        self.assertEqual(panels[2]["row_sum_error"], 0)
+        self.assertEqual(panels[2]["worst_query"], 0)
+        table = run("inspect", path, "--top-k", "0")
+        self.assertEqual(table.returncode, 0, table.stderr)
+        rows = table.stdout.decode().splitlines()[-3:]
+        self.assertEqual([r.split()[3] for r in rows], ["-", "-", "0"])
+        # No rows at all: the figures over rows and weights are null too.
+        empty = self.path("e.npy")
+        np.save(empty, np.zeros((1, 0, 4), np.float32))
+        panel = json.loads(run("inspect", empty, "--json").stdout)["panels"][0]
+        for figure in ("row_sum_error", "worst_query", "max_weight", "near_zero_share"):
+            self.assertIsNone(panel[figure], figure)
+
+    def test_number_spellings_give_the_same_run(self):
+        """--scale reads decimal spellings alike, a subnormal included; only what a double
+        cannot hold, and non-decimal text, is refused (tests/errors.md, G14-G22)."""
+        q = os.path.join(DATA, "q.npy")
+        outputs = []
+        for spelling in ("0.125", ".125", "1.25e-1", "+0.125", "125E-3"):
+            p = run("sdpa", "-q", q, "--scale", spelling, "--format", "npy")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            outputs.append(p.stdout)
+        self.assertEqual(len(set(outputs)), 1)
+        self.assertEqual(run("sdpa", "-q", q, "--scale", "1e-310", "-o", self.path("o.npy")).returncode, 0)
+        # Boolean switches may repeat; a list flag given once as N,N works as before.
+        p = run("sdpa", "-q", q, "--no-progress", "--no-progress", "--key-lengths", "5,3", "--format", "npy")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        r = run("random", "--shape", "2,0,3", "--format", "npy")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(np.load(io.BytesIO(r.stdout)).shape, (2, 0, 3))
+
+    def test_inspect_unreadable_labels_named_in_one_line(self):
+        """A labels file that cannot be read is named with the system's reason, exit 1
+        (root reads anything, so this needs an ordinary user)."""
+        if os.geteuid() == 0:
+            self.skipTest("running as root, which can read a file of mode 000")
+        w = self.mha_weights()
+        labels = self.path("labels.txt")
+        with open(labels, "w") as f:
+            f.write("a\nb\nc\nd\ne\n")
+        os.chmod(labels, 0)
+        p = run("inspect", w, "--labels", labels)
+        self.assert_error(p, 1, labels + ": cannot open: Permission denied")
+
 
 if __name__ == "__main__":
     CLI = os.path.abspath(sys.argv.pop(1))

@@ -270,6 +270,43 @@ TEST_CASE("inspect: NaN, Inf and rows of zeros are counted and left out of the r
     CHECK(contains(report.warnings[0], "1 NaN and 1 Inf"));
 }
 
+TEST_CASE("inspect: a figure with no rows or weights to count is NaN, null in JSON, not 0") {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    SUBCASE("every row NaN or zeros") {
+        // Head 0: both rows NaN; head 1: both rows zeros.
+        const InspectReport report = inspect(weights_of({2, 2, 2}, {nan, nan, nan, 0.5f, 0, 0, 0, 0}));
+        for (const PanelSummary& p : report.panels) {
+            CHECK(std::isnan(p.row_sum_error));
+            CHECK_FALSE(p.worst_query.has_value());
+            CHECK(std::isnan(p.entropy_bits.mean));
+            CHECK(p.entropy_bits.uniform == 1.0);  // S is known
+        }
+        CHECK(report.panels[1].near_zero_share == 1.0);
+        io::StringSink sink;
+        encode_inspect_json(report, sink);
+        const nlohmann::json doc = nlohmann::json::parse(sink.bytes());
+        for (const auto& panel : doc["panels"]) {
+            CHECK(panel["row_sum_error"].is_null());
+            CHECK(panel["worst_query"].is_null());
+        }
+    }
+    SUBCASE("no rows or no keys") {
+        for (const Shape& shape : {Shape{1, 0, 3}, Shape{1, 2, 0}}) {
+            const PanelSummary p = inspect(Tensor(xt::xarray<float>::from_shape(shape))).panels[0];
+            CHECK(std::isnan(p.row_sum_error));
+            CHECK_FALSE(p.worst_query.has_value());
+            CHECK(std::isnan(p.near_zero_share));
+            CHECK(std::isnan(p.max_weight));
+        }
+        CHECK(std::isnan(inspect(Tensor(xt::xarray<float>::from_shape({1, 2, 0}))).panels[0].entropy_bits.uniform));
+    }
+    SUBCASE("one row that counts gives the figures") {
+        const PanelSummary p = inspect(weights_of({2, 2}, {nan, 0.5f, 0.25f, 0.25f})).panels[0];
+        CHECK(p.row_sum_error == doctest::Approx(0.5));
+        CHECK(p.worst_query == std::optional<std::size_t>(1));
+    }
+}
+
 TEST_CASE("inspect: float64 and integer dumps read the same") {
     const Tensor as_double(xt::xarray<double>{{0.25, 0.75}, {1.0, 0.0}});
     const Tensor as_int(xt::xarray<std::int32_t>{{0, 1}, {1, 0}});
@@ -306,6 +343,7 @@ TEST_CASE("inspect: the JSON report's exact text: header, panels a line each, to
     panel.rows = 1;
     panel.keys = 2;
     panel.row_sum_error = 0.5;
+    panel.worst_query = 0;
     panel.unnormalised_rows = 1;
     panel.entropy_bits = {std::numeric_limits<double>::quiet_NaN(), 0.25, 1, 1};
     panel.max_weight = 0.75;

@@ -173,12 +173,48 @@ TEST_CASE("mha: weight names - packed, per-projection, separate Linear, prefixed
         const std::string n = test::error_of([&] { mha_weights_from_state_dict(no_out, "", "w.npz"); });
         CHECK(test::contains(n, "expected out_proj.weight (or o_proj.weight); found: in_proj_bias, in_proj_weight"));
     }
+    SUBCASE("a parameter under two of its names is ambiguous, prefixed or not") {
+        const std::pair<const char*, const char*> pairs[] = {
+            {"in_proj_weight", "q_proj_weight"},  {"in_proj_weight", "q_proj.weight"},
+            {"in_proj_weight", "k_proj.weight"},  {"in_proj_weight", "v_proj_weight"},
+            {"q_proj_weight", "q_proj.weight"},   {"v_proj_weight", "v_proj.weight"},
+            {"in_proj_bias", "q_proj.bias"},      {"in_proj_bias", "v_proj.bias"},
+            {"out_proj.weight", "o_proj.weight"}, {"out_proj.bias", "o_proj.bias"}};
+        for (const auto& [first, second] : pairs) {
+            for (const std::string prefix : {"", "layers.1."}) {
+                CAPTURE(first);
+                CAPTURE(second);
+                const io::NamedTensors both = {{prefix + first, normal({8, 8}, 8)},
+                                               {prefix + second, normal({8, 8}, 9)}};
+                const std::string m = test::error_of([&] { mha_weights_from_state_dict(both, prefix, "w.npz"); });
+                CHECK(test::contains(
+                    m, "w.npz: ambiguous weights: " + prefix + first + " and " + prefix + second + " both give the "));
+            }
+        }
+    }
     SUBCASE("wrong shapes name the tensor and both shapes") {
         io::NamedTensors bad = packed;
         bad[1].second = normal({5}, 7);  // in_proj_bias
         const std::string m = test::error_of([&] { mha_weights_from_state_dict(bad, "", "w.npz"); }, ErrorKind::Shape);
         CHECK(test::contains(m, "in_proj_bias: expected shape (24,), found (5,)"));
     }
+}
+
+TEST_CASE("mha: float64 weights with float32 inputs compute in float64 under Precision::Auto") {
+    const MhaWeights w32 = seeded(8, 2, 4);
+    io::NamedTensors dict64;
+    for (const auto& [name, t] : mha_state_dict(w32)) dict64.emplace_back(name, Tensor(t.cast<double>()));
+    const MhaWeights w64 = mha_weights_from_state_dict(dict64, "", "w64");
+    const Tensor q = normal({1, 3, 8}, 5);
+    const Tensor q64(q.cast<double>());
+    const Tensor expected = multi_head_attention(q64, q64, q64, w64, with_heads(2)).output;
+    const Tensor automatic = multi_head_attention(q, q, q, w64, with_heads(2)).output;
+    CHECK(automatic.dtype() == DType::Float64);
+    CHECK(test::max_abs_diff(automatic, expected) == 0.0);
+    MhaOptions forced = with_heads(2);
+    forced.attention.precision = Precision::Float32;
+    CHECK(multi_head_attention(q, q, q, w64, forced).output.dtype() == DType::Float32);
+    CHECK(multi_head_attention(q, q, q, w32, with_heads(2)).output.dtype() == DType::Float32);
 }
 
 TEST_CASE("mha: heads that do not divide are usage errors; shape mismatches name the tensor") {

@@ -56,7 +56,7 @@ struct EntropyBits {
     double mean = 0;
     double min = 0;
     double max = 0;
-    double uniform = 0;  // log2 S: the entropy of a uniform row, the largest possible
+    double uniform = 0;  // log2 S: the entropy of a uniform row, the largest possible; NaN when S is 0
 };
 
 struct TopKeys {
@@ -68,15 +68,17 @@ struct TopKeys {
 struct PanelSummary {
     std::size_t batch = 0;
     std::size_t head = 0;
-    std::size_t rows = 0;               // L
-    std::size_t keys = 0;               // S
-    double row_sum_error = 0;           // max |sum - 1| over the rows that count
-    std::size_t worst_query = 0;        // the row of row_sum_error
-    std::size_t unnormalised_rows = 0;  // rows that count whose |sum - 1| exceeds the tolerance
-    std::size_t zero_rows = 0;          // rows of zeros (fully masked queries)
+    std::size_t rows = 0;  // L
+    std::size_t keys = 0;  // S
+    // Figures over rows or weights are NaN (worst_query empty) when there are none to count:
+    // every row NaN, Inf or zeros, or L or S 0. encode_inspect_json writes them as null.
+    double row_sum_error = 0;                // max |sum - 1| over the rows that count
+    std::optional<std::size_t> worst_query;  // the row of row_sum_error
+    std::size_t unnormalised_rows = 0;       // rows that count whose |sum - 1| exceeds the tolerance
+    std::size_t zero_rows = 0;               // rows of zeros (fully masked queries)
     EntropyBits entropy_bits;
     double max_weight = 0;       // largest finite weight
-    double near_zero_share = 0;  // share of the L*S weights below InspectOptions::near_zero
+    double near_zero_share = 0;  // share of the L*S weights below InspectOptions::near_zero; NaN when L*S is 0
     std::size_t nan = 0;
     std::size_t inf = 0;         // +inf weights
     std::vector<TopKeys> top_k;  // one per query (or the chosen one); empty when top_k is 0

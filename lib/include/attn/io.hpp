@@ -45,8 +45,9 @@ std::optional<Format> format_from_extension(std::string_view path);
 // The format of bytes by their first bytes; nullopt when they look like none.
 std::optional<Format> sniff_format(std::string_view bytes);
 
-// The whole content of a file, or of standard input for "-". `path` names it in errors.
-std::string read_file(const std::string& path);
+// The whole content of a file, or of standard input for "-". `path` names it in errors;
+// `what` says what it should be ("is a directory, expected a tensor file").
+std::string read_file(const std::string& path, std::string_view what = "a tensor file");
 
 // How messages name a path: the path itself, "<stdin>" for "-".
 std::string display_name(const std::string& path);

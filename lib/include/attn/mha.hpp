@@ -40,7 +40,8 @@ struct MhaWeights {
 // Reads a layer from named tensors (a state_dict or a whole-model checkpoint, where
 // `prefix` picks the layer, e.g. "encoder.layers.0.self_attn."). Missing names give an
 // ErrorKind::Format error that lists the names expected and those found under the prefix;
-// `source` names the file.
+// so does a parameter given under two of its names (in_proj_weight and q_proj.weight,
+// out_proj.weight and o_proj.weight, …), which is ambiguous. `source` names the file.
 MhaWeights mha_weights_from_state_dict(const io::NamedTensors& tensors, const std::string& prefix,
                                        const std::string& source);
 
@@ -95,7 +96,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>
 // kernel runs, as for sdpa, naming Arg::Weights, Arg::Logits or Arg::WeightsAndLogits.
 // The variants of options.attention (window, softcap, ALiBi, sinks) act per head after the
 // projections, heads being H (sinks and slopes are (H,)); `lse` receives each row's
-// log-sum-exp per head: (N, H, L), or (H, L) for unbatched input.
+// log-sum-exp per head: (N, H, L), or (H, L) for unbatched input. Precision::Auto
+// computes in float64 when Q, K, V or any tensor of the layer is float64, else float32;
+// the output, weights, logits and lse have the compute dtype.
 MhaResult multi_head_attention(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& layer,
                                const MhaOptions& options, ScoreSink* weights = nullptr, ScoreSink* logits = nullptr,
                                Tensor* lse = nullptr);

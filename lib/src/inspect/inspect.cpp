@@ -174,8 +174,14 @@ void merge_into(BlockTotals& running, const BlockTotals& block) {
 }
 
 void finish_panel(PanelSummary& panel, const BlockTotals& totals) {
-    panel.row_sum_error = totals.row_sum_error < 0 ? 0 : totals.row_sum_error;
-    panel.worst_query = totals.worst_query;
+    // No row to count (all NaN, Inf or zeros, or none at all): no figure, not 0.
+    if (totals.row_sum_error >= 0) {
+        panel.row_sum_error = totals.row_sum_error;
+        panel.worst_query = totals.worst_query;
+    } else {
+        panel.row_sum_error = kNaN;
+        panel.worst_query.reset();
+    }
     panel.unnormalised_rows = totals.unnormalised_rows;
     panel.zero_rows = totals.zero_rows;
     if (totals.entropy_rows > 0) {
@@ -185,10 +191,10 @@ void finish_panel(PanelSummary& panel, const BlockTotals& totals) {
     } else {
         panel.entropy_bits.mean = panel.entropy_bits.min = panel.entropy_bits.max = kNaN;
     }
-    panel.entropy_bits.uniform = panel.keys > 0 ? std::log2(static_cast<double>(panel.keys)) : 0;
+    panel.entropy_bits.uniform = panel.keys > 0 ? std::log2(static_cast<double>(panel.keys)) : kNaN;
     panel.max_weight = std::isfinite(totals.max_weight) ? totals.max_weight : kNaN;
     const std::size_t cells = panel.rows * panel.keys;
-    panel.near_zero_share = cells > 0 ? static_cast<double>(totals.near_zero) / static_cast<double>(cells) : 0;
+    panel.near_zero_share = cells > 0 ? static_cast<double>(totals.near_zero) / static_cast<double>(cells) : kNaN;
     panel.nan = totals.nan;
     panel.inf = totals.inf;
 }
@@ -209,8 +215,8 @@ void add_warnings(InspectReport& report, const InspectOptions& options, const st
             subject + ": " + std::to_string(unnormalised) + " of " + std::to_string(counted_rows) +
             " rows do not sum to 1 (largest |sum - 1| = " + detail::format_number(worst->row_sum_error) + " at batch " +
             std::to_string(worst->batch) + ", head " + std::to_string(worst->head) + ", query " +
-            std::to_string(worst->worst_query) + "; tolerance " + detail::format_number(options.row_sum_tolerance) +
-            ")");
+            std::to_string(worst->worst_query.value_or(0)) + "; tolerance " +
+            detail::format_number(options.row_sum_tolerance) + ")");
     }
     if (nan > 0 || inf > 0) {
         report.warnings.push_back(subject + ": " + std::to_string(nan) + " NaN and " + std::to_string(inf) +
@@ -322,6 +328,14 @@ void append_json_number(std::string& out, double value) {
 
 void append_json_count(std::string& out, std::size_t value) { out += std::to_string(value); }
 
+void append_json_optional_count(std::string& out, const std::optional<std::size_t>& value) {
+    if (value) {
+        append_json_count(out, *value);
+    } else {
+        out += "null";
+    }
+}
+
 template <class T, class F>
 void append_json_array(std::string& out, const std::vector<T>& values, F&& append_one) {
     out += '[';
@@ -397,11 +411,10 @@ void append_panel(std::string& out, const PanelSummary& panel) {
         append_json_count);
     append_json_key(out, ", ", "row_sum_error");
     append_json_number(out, panel.row_sum_error);
-    append_json_members<std::size_t>(out, ", ",
-                                     {{"worst_query", panel.worst_query},
-                                      {"unnormalised_rows", panel.unnormalised_rows},
-                                      {"zero_rows", panel.zero_rows}},
-                                     append_json_count);
+    append_json_key(out, ", ", "worst_query");
+    append_json_optional_count(out, panel.worst_query);
+    append_json_members<std::size_t>(
+        out, ", ", {{"unnormalised_rows", panel.unnormalised_rows}, {"zero_rows", panel.zero_rows}}, append_json_count);
     append_json_key(out, ", ", "entropy_bits");
     append_json_members<double>(out, "{",
                                 {{"mean", panel.entropy_bits.mean},
@@ -439,7 +452,7 @@ void encode_inspect_json(const InspectReport& report, io::ByteSink& sink) {
 Labels read_labels(const std::string& path) {
     Labels labels;
     labels.source = io::display_name(path);
-    const std::string text = io::read_file(path);
+    const std::string text = io::read_file(path, "a labels file (one token per line)");
     std::size_t start = 0;
     while (start < text.size()) {
         std::size_t end = text.find('\n', start);

@@ -27,9 +27,11 @@ std::string lower(std::string_view s) {
 // An open file descriptor, closed on scope exit. Errors name it as display_name does.
 class InputFile {
 public:
-    explicit InputFile(const std::string& path) : path_(display_name(path)) {
+    // `what` says what the file should be, in errors: "a tensor file", "a labels file".
+    explicit InputFile(const std::string& path, std::string_view what = "a tensor file") : path_(display_name(path)) {
         if (path.empty())
-            throw Error(ErrorKind::Usage, "''", "empty file name (expected a tensor file, or - for standard input)");
+            throw Error(ErrorKind::Usage, "''",
+                        "empty file name (expected " + std::string(what) + ", or - for standard input)");
         if (path == "-") {
             fd_ = STDIN_FILENO;
             owned_ = false;
@@ -39,7 +41,7 @@ public:
         }
         struct stat st {};
         if (::fstat(fd_, &st) != 0) detail::throw_errno(path_, "cannot stat", errno);
-        if (S_ISDIR(st.st_mode)) throw Error(ErrorKind::Io, path_, "is a directory, expected a tensor file");
+        if (S_ISDIR(st.st_mode)) throw Error(ErrorKind::Io, path_, "is a directory, expected " + std::string(what));
         regular_ = S_ISREG(st.st_mode);
         size_ = regular_ ? static_cast<std::size_t>(st.st_size) : 0;
     }
@@ -202,7 +204,7 @@ std::optional<Format> sniff_format(std::string_view bytes) {
     return std::nullopt;
 }
 
-std::string read_file(const std::string& path) { return InputFile(path).read_all(); }
+std::string read_file(const std::string& path, std::string_view what) { return InputFile(path, what).read_all(); }
 
 Tensor read_tensor(const std::string& spec) {
     const TensorRef ref = parse_tensor_ref(spec);

@@ -5,7 +5,10 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <stdexcept>
+#include <string_view>
 #include <tuple>
+#include <vector>
 
 #include <xtensor/xmanipulation.hpp>
 #include <xtensor/xreducer.hpp>
@@ -13,6 +16,7 @@
 
 #include "attention/problem.hpp"
 #include "attn/random.hpp"
+#include "common/text.hpp"
 #include "mha/blas.hpp"
 
 namespace attn {
@@ -43,6 +47,63 @@ void expect_shape(const Tensor& t, const Shape& shape, const std::string& subjec
     }
 }
 
+// Every parameter of a layer and each name a state_dict may hold it under: the one table
+// the loader reads names from (docs/cli.md, "attn-cli mha", lists the same). A new naming
+// scheme is one more name in each row it spells. A packed name (in_proj_weight,
+// in_proj_bias), first in its rows, spells Q, K and V at once, stacked along dim 0.
+enum class Param { QWeight, KWeight, VWeight, QBias, KBias, VBias, OutWeight, OutBias, BiasK, BiasV };
+
+struct ParamNames {
+    Param param;
+    const char* what;                // as messages name the parameter
+    std::vector<const char*> names;  // in order of preference when listed
+};
+
+const std::vector<ParamNames>& param_table() {
+    static const std::vector<ParamNames> kTable = {
+        {Param::QWeight, "query projection weight", {"in_proj_weight", "q_proj_weight", "q_proj.weight"}},
+        {Param::KWeight, "key projection weight", {"in_proj_weight", "k_proj_weight", "k_proj.weight"}},
+        {Param::VWeight, "value projection weight", {"in_proj_weight", "v_proj_weight", "v_proj.weight"}},
+        {Param::QBias, "query projection bias", {"in_proj_bias", "q_proj.bias"}},
+        {Param::KBias, "key projection bias", {"in_proj_bias", "k_proj.bias"}},
+        {Param::VBias, "value projection bias", {"in_proj_bias", "v_proj.bias"}},
+        {Param::OutWeight, "output projection weight", {"out_proj.weight", "o_proj.weight"}},
+        {Param::OutBias, "output projection bias", {"out_proj.bias", "o_proj.bias"}},
+        {Param::BiasK, "bias_k", {"bias_k"}},
+        {Param::BiasV, "bias_v", {"bias_v"}},
+    };
+    return kTable;
+}
+
+const ParamNames& names_of(Param param) {
+    for (const ParamNames& row : param_table()) {
+        if (row.param == param) return row;
+    }
+    throw std::logic_error("mha: a parameter missing from the name table");
+}
+
+// The names of the Q, K and V projection weights, one alternative per column of the
+// table ("in_proj_weight, or q_proj_weight/k_proj_weight/v_proj_weight, or …").
+std::string expected_in_proj() {
+    const auto& q = names_of(Param::QWeight).names;
+    const auto& k = names_of(Param::KWeight).names;
+    const auto& v = names_of(Param::VWeight).names;
+    std::string text;
+    for (std::size_t i = 0; i < q.size(); ++i) {
+        const std::string qn = q[i], kn = k[i], vn = v[i];
+        text += (i == 0 ? "" : ", or ") + (qn == kn && kn == vn ? qn : qn + "/" + kn + "/" + vn);
+    }
+    return text;
+}
+
+// "out_proj.weight (or o_proj.weight)": every name of one parameter.
+std::string expected_one(Param param) {
+    const auto& names = names_of(param).names;
+    std::string text = names.front();
+    for (std::size_t i = 1; i < names.size(); ++i) text += std::string(i == 1 ? " (or " : ", ") + names[i];
+    return names.size() > 1 ? text + ")" : text;
+}
+
 class StateDict {
 public:
     StateDict(const io::NamedTensors& tensors, std::string prefix, std::string source)
@@ -50,13 +111,36 @@ public:
         for (const auto& [name, tensor] : tensors) {
             if (name.compare(0, prefix_.size(), prefix_) == 0) by_name_.emplace(name.substr(prefix_.size()), &tensor);
         }
+        // A parameter given under two names is ambiguous: which one PyTorch would load
+        // depends on the module, so neither is picked.
+        for (const ParamNames& row : param_table()) {
+            std::vector<std::string> present;
+            for (const char* name : row.names) {
+                if (by_name_.count(name) > 0) present.push_back(detail::printable(prefix_ + name));
+            }
+            if (present.size() < 2) continue;
+            std::string listed = present.front();
+            for (std::size_t i = 1; i < present.size(); ++i) {
+                listed += (i + 1 == present.size() ? " and " : ", ") + present[i];
+            }
+            throw Error(ErrorKind::Format, source_,
+                        "ambiguous weights: " + listed + (present.size() == 2 ? " both" : " all") + " give the " +
+                            row.what + "; expected one of them");
+        }
     }
-    const Tensor* find(const std::string& name) const {
-        auto it = by_name_.find(name);
-        return it == by_name_.end() ? nullptr : it->second;
+    // The name `param` is held under, or nullptr when it is not there.
+    const char* name_of(Param param) const {
+        for (const char* name : names_of(param).names) {
+            if (by_name_.count(name) > 0) return name;
+        }
+        return nullptr;
     }
-    std::optional<Tensor> optional(const std::string& name) const {
-        const Tensor* t = find(name);
+    const Tensor* find(Param param) const {
+        const char* name = name_of(param);
+        return name ? by_name_.at(name) : nullptr;
+    }
+    std::optional<Tensor> optional(Param param) const {
+        const Tensor* t = find(param);
         return t ? std::optional<Tensor>(*t) : std::nullopt;
     }
     std::string subject(const std::string& name) const { return source_ + ": " + prefix_ + name; }
@@ -74,8 +158,10 @@ private:
     std::map<std::string, const Tensor*> by_name_;
 };
 
-constexpr const char* kExpectedInProj =
-    "in_proj_weight, or q_proj_weight/k_proj_weight/v_proj_weight, or q_proj.weight/k_proj.weight/v_proj.weight";
+// Whether `name` is the packed spelling of `param` (the first of its row).
+bool is_packed(Param param, const char* name) {
+    return name != nullptr && std::string_view(name) == names_of(param).names.front();
+}
 
 }  // namespace
 
@@ -83,44 +169,36 @@ MhaWeights mha_weights_from_state_dict(const io::NamedTensors& tensors, const st
                                        const std::string& source) {
     const StateDict dict(tensors, prefix, source);
     MhaWeights w;
-    std::optional<Tensor> packed_bias = dict.optional("in_proj_bias");
-    if (const Tensor* packed = dict.find("in_proj_weight")) {
+    const char* in_name = dict.name_of(Param::QWeight);
+    if (is_packed(Param::QWeight, in_name)) {
+        const Tensor* packed = dict.find(Param::QWeight);
         const Shape s = packed->shape();
         if (s.size() != 2 || s[0] != 3 * s[1]) {
-            throw Error(ErrorKind::Shape, dict.subject("in_proj_weight"),
-                        "expected shape (3E, E), found " + shape_to_string(s));
+            throw Error(ErrorKind::Shape, dict.subject(in_name), "expected shape (3E, E), found " + shape_to_string(s));
         }
         const std::size_t e = s[1];
         w.q_weight = take_rows(*packed, 0, e);
         w.k_weight = take_rows(*packed, e, e);
         w.v_weight = take_rows(*packed, 2 * e, e);
-    } else if (dict.find("q_proj_weight") && dict.find("k_proj_weight") && dict.find("v_proj_weight")) {
-        w.q_weight = *dict.find("q_proj_weight");
-        w.k_weight = *dict.find("k_proj_weight");
-        w.v_weight = *dict.find("v_proj_weight");
-    } else if (dict.find("q_proj.weight") && dict.find("k_proj.weight") && dict.find("v_proj.weight")) {
-        w.q_weight = *dict.find("q_proj.weight");
-        w.k_weight = *dict.find("k_proj.weight");
-        w.v_weight = *dict.find("v_proj.weight");
-        w.q_bias = dict.optional("q_proj.bias");
-        w.k_bias = dict.optional("k_proj.bias");
-        w.v_bias = dict.optional("v_proj.bias");
+    } else if (in_name && dict.find(Param::KWeight) && dict.find(Param::VWeight)) {
+        w.q_weight = *dict.find(Param::QWeight);
+        w.k_weight = *dict.find(Param::KWeight);
+        w.v_weight = *dict.find(Param::VWeight);
     } else {
-        dict.missing(std::string(kExpectedInProj) + ", and out_proj.weight (or o_proj.weight)");
+        dict.missing(expected_in_proj() + ", and " + expected_one(Param::OutWeight));
     }
-    const char* out_name = dict.find("out_proj.weight") ? "out_proj" : "o_proj";
-    const Tensor* out = dict.find(std::string(out_name) + ".weight");
-    if (!out) dict.missing("out_proj.weight (or o_proj.weight)");
-    w.out_weight = *out;
-    w.out_bias = dict.optional(std::string(out_name) + ".bias");
-    w.bias_k = dict.optional("bias_k");
-    w.bias_v = dict.optional("bias_v");
+    const char* out_name = dict.name_of(Param::OutWeight);
+    if (!out_name) dict.missing(expected_one(Param::OutWeight));
+    w.out_weight = *dict.find(Param::OutWeight);
+    w.out_bias = dict.optional(Param::OutBias);
+    w.bias_k = dict.optional(Param::BiasK);
+    w.bias_v = dict.optional(Param::BiasV);
 
     // Shapes: Q (E, E), K/V (Ekv, kdim/vdim), out (E, E), biases to match.
     const std::pair<const Tensor*, std::string> matrices[] = {{&w.q_weight, "query projection"},
                                                               {&w.k_weight, "key projection"},
                                                               {&w.v_weight, "value projection"},
-                                                              {&w.out_weight, std::string(out_name) + ".weight"}};
+                                                              {&w.out_weight, out_name}};
     for (const auto& [t, name] : matrices) {
         if (t->rank() != 2)
             throw Error(ErrorKind::Shape, source + ": " + name,
@@ -134,17 +212,23 @@ MhaWeights mha_weights_from_state_dict(const io::NamedTensors& tensors, const st
             ErrorKind::Shape, source + ": value projection weight",
             "expected " + std::to_string(ekv) + " rows like the key's, found " + shape_to_string(w.v_weight.shape()));
     }
-    expect_shape(w.out_weight, {e, e}, dict.subject(std::string(out_name) + ".weight"));
-    if (packed_bias) {
-        expect_shape(*packed_bias, {e + 2 * ekv}, dict.subject("in_proj_bias"));
-        w.q_bias = take_rows(*packed_bias, 0, e);
-        w.k_bias = take_rows(*packed_bias, e, ekv);
-        w.v_bias = take_rows(*packed_bias, e + ekv, ekv);
+    expect_shape(w.out_weight, {e, e}, dict.subject(out_name));
+    const char* q_bias_name = dict.name_of(Param::QBias);
+    if (is_packed(Param::QBias, q_bias_name)) {  // every bias at once
+        const Tensor& packed_bias = *dict.find(Param::QBias);
+        expect_shape(packed_bias, {e + 2 * ekv}, dict.subject(q_bias_name));
+        w.q_bias = take_rows(packed_bias, 0, e);
+        w.k_bias = take_rows(packed_bias, e, ekv);
+        w.v_bias = take_rows(packed_bias, e + ekv, ekv);
+    } else {
+        w.q_bias = dict.optional(Param::QBias);
+        w.k_bias = dict.optional(Param::KBias);
+        w.v_bias = dict.optional(Param::VBias);
     }
     if (w.q_bias) expect_shape(*w.q_bias, {e}, source + ": query projection bias");
     if (w.k_bias) expect_shape(*w.k_bias, {ekv}, source + ": key projection bias");
     if (w.v_bias) expect_shape(*w.v_bias, {ekv}, source + ": value projection bias");
-    if (w.out_bias) expect_shape(*w.out_bias, {e}, dict.subject(std::string(out_name) + ".bias"));
+    if (w.out_bias) expect_shape(*w.out_bias, {e}, dict.subject(dict.name_of(Param::OutBias)));
     if (w.bias_k.has_value() != w.bias_v.has_value()) dict.missing("both bias_k and bias_v, or neither");
     if (w.bias_k) {
         expect_shape(*w.bias_k, {1, 1, ekv}, dict.subject("bias_k"));
@@ -625,6 +709,23 @@ Tensor compute(const Tensor& query, const Tensor& key, const Tensor& value, cons
     return merge_heads<T>(heads_out, w, d);
 }
 
+// Precision::Auto: float64 when any input is, the layer's weights included
+// (docs/cli.md, "--dtype"), else float32.
+DType compute_dtype(const Tensor& query, const Tensor& key, const Tensor& value, const MhaWeights& w,
+                    const AttentionOptions& options) {
+    const DType inputs = detail::compute_dtype(query, key, value, options);
+    if (options.precision != Precision::Auto || inputs == DType::Float64) return inputs;
+    const std::optional<Tensor>* optional_weights[] = {&w.q_bias,   &w.k_bias, &w.v_bias,
+                                                       &w.out_bias, &w.bias_k, &w.bias_v};
+    for (const Tensor* t : {&w.q_weight, &w.k_weight, &w.v_weight, &w.out_weight}) {
+        if (t->dtype() == DType::Float64) return DType::Float64;
+    }
+    for (const std::optional<Tensor>* t : optional_weights) {
+        if (*t && (*t)->dtype() == DType::Float64) return DType::Float64;
+    }
+    return DType::Float32;
+}
+
 }  // namespace
 
 Tensor linear(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, int threads) {
@@ -659,7 +760,7 @@ MhaResult multi_head_attention(const Tensor& query, const Tensor& key, const Ten
         throw Error(ErrorKind::Shape, Arg::Query,
                     "expected (N, L, E) or unbatched (L, E), found " + shape_to_string(query.shape()));
     }
-    if (detail::compute_dtype(query, key, value, options.attention) == DType::Float64) {
+    if (compute_dtype(query, key, value, layer, options.attention) == DType::Float64) {
         return {compute<double>(query, key, value, layer, options, weights, logits, lse)};
     }
     return {compute<float>(query, key, value, layer, options, weights, logits, lse)};
