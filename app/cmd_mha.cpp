@@ -21,6 +21,9 @@ struct MhaFlags {
 };
 
 void run_mha(const MhaFlags& f) {
+    NamedOutputs outs = attention_outputs(f.attention);
+    outs.emplace_back("--save-weights", f.save_weights);
+    check_distinct_outputs(outs);
     PhaseTimer timer(f.attention.timings);
     const AttentionInputs inputs(f.attention);
     const Tensor& query = inputs.query();
