@@ -53,8 +53,7 @@ void install_signal_handlers() {
 void occupy_closed_standard_descriptors() {
     for (const int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) {
         if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
-        const int opened =
-            fd == STDIN_FILENO ? ::open("/dev/null", O_WRONLY) : ::open("/", O_RDONLY | O_DIRECTORY);
+        const int opened = fd == STDIN_FILENO ? ::open("/dev/null", O_WRONLY) : ::open("/", O_RDONLY | O_DIRECTORY);
         if (opened >= 0 && opened != fd) {  // lower descriptors are open: it is `fd` unless one was not
             ::dup2(opened, fd);
             ::close(opened);
