@@ -267,7 +267,7 @@ public:
             }
         }
         pending_.clear();
-        if (error_) throw *error_;
+        if (error_) throw Error(*error_);
     }
 
 protected:
