@@ -143,6 +143,7 @@ bool ends_with_png(const std::string& path) {
 void run_inspect(const InspectFlags& f) {
     if (!f.heatmap.empty() && !ends_with_png(f.heatmap))
         throw Error(ErrorKind::Usage, "--heatmap", "expected a FILE.png to write, found '" + f.heatmap + "'");
+    check_distinct_outputs({{"standard output", "-"}, {"--heatmap", f.heatmap}});
     const std::string subject = io::display_name(f.scores);
     const Tensor weights = read_input(f.scores, f.check_finite);
     const WeightsLayout layout = weights_layout(weights.shape(), subject);
@@ -193,7 +194,7 @@ void run_inspect(const InspectFlags& f) {
     } else {
         print_text_report(report, subject, options.top_k, query_labels, key_labels);
     }
-    std::cout.flush();
+    flush_stdout();  // a failed write is the one error line, without the warnings
     for (const std::string& warning : report.warnings) std::cerr << "attn-cli: warning: " << warning << '\n';
 }
 

@@ -29,6 +29,9 @@ void run_mha(const MhaFlags& f) {
         throw Error(ErrorKind::Usage, "--weights, --seed",
                     "one is required: --weights FILE to load a layer, or --seed S to initialise one");
     }
+    NamedOutputs outs = attention_outputs(f.attention);
+    outs.emplace_back("--save-weights", f.save_weights);
+    check_distinct_outputs(outs);
     PhaseTimer timer(f.attention.timings);
     const AttentionInputs inputs(f.attention);
     const Tensor& query = inputs.query();

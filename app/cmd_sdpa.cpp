@@ -13,6 +13,7 @@ struct SdpaFlags {
 };
 
 void run_sdpa(const SdpaFlags& f) {
+    check_distinct_outputs(attention_outputs(f.attention));
     PhaseTimer timer(f.attention.timings);
     const AttentionInputs inputs(f.attention);
     AttentionOptions options = attention_options(f.attention);

@@ -7,10 +7,12 @@
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <iostream>
 #include <memory>
 #include <optional>
 #include <vector>
 
+#include "errors.hpp"
 #include "progress.hpp"
 
 namespace attn::cli {
@@ -303,6 +305,92 @@ void OutputSet::commit() {
     }
 }
 
+void check_distinct_outputs(const NamedOutputs& outputs) {
+    for (std::size_t later = 1; later < outputs.size(); ++later) {
+        const auto& [flag, path] = outputs[later];
+        if (path.empty()) continue;
+        for (std::size_t earlier = 0; earlier < later; ++earlier) {
+            const auto& [earlier_flag, earlier_path] = outputs[earlier];
+            if (earlier_path.empty() || (path == "-" && earlier_path == "-")) continue;
+            if (io::same_output_file(earlier_path, path)) {
+                throw Error(ErrorKind::Usage, flag,
+                            "names the same file as " + earlier_flag + "; each output needs a file of its own");
+            }
+        }
+    }
+}
+
+// std::cout's buffer while a StdoutText lives: text is kept until there is enough of it to
+// write, or flush_stdout(); the first failure is kept and everything after it dropped.
+class StdoutText::Buffer final : public std::streambuf {
+public:
+    // Written in pieces of this size, so that a long table reaches a pipe as it is made.
+    static constexpr std::size_t kPiece = std::size_t(64) << 10;
+
+    // Writes what is pending; throws the first failure, now or earlier.
+    void flush() {
+        if (!error_ && !pending_.empty()) {
+            try {
+                io::OutputFile out("-");
+                out.write(pending_);
+                out.commit();
+            } catch (const Error& e) {
+                error_.emplace(e);
+            }
+        }
+        pending_.clear();
+        if (error_) throw Error(*error_);
+    }
+
+protected:
+    int_type overflow(int_type ch) override {
+        if (traits_type::eq_int_type(ch, traits_type::eof())) return traits_type::not_eof(ch);
+        pending_.push_back(traits_type::to_char_type(ch));
+        return written() ? ch : traits_type::eof();
+    }
+    std::streamsize xsputn(const char* text, std::streamsize size) override {
+        pending_.append(text, static_cast<std::size_t>(size));
+        return written() ? size : 0;
+    }
+    int sync() override { return flushed() ? 0 : -1; }
+
+private:
+    // False once a write has failed, which sets std::cout's badbit.
+    bool written() { return pending_.size() < kPiece || flushed(); }
+    bool flushed() {
+        try {
+            flush();
+            return true;
+        } catch (const Error&) {
+            return false;
+        }
+    }
+
+    std::string pending_;
+    std::optional<Error> error_;
+};
+
+namespace {
+StdoutText::Buffer* active_stdout_buffer = nullptr;
+}  // namespace
+
+StdoutText::StdoutText() : buffer_(std::make_unique<Buffer>()), previous_(std::cout.rdbuf(buffer_.get())) {
+    active_stdout_buffer = buffer_.get();
+}
+
+StdoutText::~StdoutText() {
+    std::cout.rdbuf(previous_);
+    active_stdout_buffer = nullptr;
+}
+
+void flush_stdout() {
+    if (active_stdout_buffer) {
+        active_stdout_buffer->flush();
+    } else {
+        std::cout.flush();
+    }
+}
+
 void write_outputs(const std::vector<std::pair<std::string, const Tensor*>>& outputs, const io::WriteOptions& options) {
     OutputSet set(options);
     for (const auto& [path, tensor] : outputs) set.add(path, *tensor);
@@ -369,6 +457,13 @@ void add_attention_flags(CLI::App& app, AttentionFlags& flags, const AttentionHe
         "Refuse NaN and infinities in the inputs (-inf is allowed in a float mask, where it means masked)");
     add_variant_flags(app, flags);
     add_output_flags(app, flags.out);
+}
+
+NamedOutputs attention_outputs(const AttentionFlags& flags) {
+    return {{std::string(flag_for(Arg::Output)), flags.output},
+            {std::string(flag_for(Arg::Weights)), flags.scores},
+            {std::string(flag_for(Arg::Logits)), flags.logits},
+            {std::string(flag_for(Arg::Lse)), flags.lse}};
 }
 
 Tensor read_input(const std::string& spec, bool check_finite) {

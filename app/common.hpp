@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <streambuf>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -149,6 +150,33 @@ private:
     std::vector<std::unique_ptr<Output>> outputs_;
 };
 
+// The OUT arguments of one run, each with the flag that gave it; an empty OUT is not given.
+using NamedOutputs = std::vector<std::pair<std::string, std::string>>;
+// A usage error naming both flags when two outputs lead to one file (io::same_output_file),
+// where all but the last written would be lost. Two "-" are allowed: OutputSet writes
+// them one after the other (docs/cli.md, "Standard output and standard error").
+void check_distinct_outputs(const NamedOutputs& outputs);
+
+// While a StdoutText lives (main holds one), what is written to std::cout (help,
+// --version, inspect's table and cells) goes to standard output through
+// io::OutputFile("-"), so that a write that fails is an error, `<stdout>: write failed:
+// ...`, where iostreams would only set a flag. flush_stdout() writes what is pending and
+// throws the first failure (attn::Error of kind Io).
+class StdoutText {
+public:
+    StdoutText();
+    ~StdoutText();  // gives std::cout its own buffer back; what is pending is dropped
+    StdoutText(const StdoutText&) = delete;
+    StdoutText& operator=(const StdoutText&) = delete;
+
+    class Buffer;
+
+private:
+    std::unique_ptr<Buffer> buffer_;
+    std::streambuf* previous_;
+};
+void flush_stdout();
+
 // Writes each (OUT, tensor) pair through an OutputSet.
 void write_outputs(const std::vector<std::pair<std::string, const Tensor*>>& outputs, const io::WriteOptions& options);
 
@@ -186,6 +214,8 @@ struct AttentionHelp {
     const char* key_padding_mask;
 };
 void add_attention_flags(CLI::App& app, AttentionFlags& flags, const AttentionHelp& help);
+// The OUTs of the shared flags, in standard-output order: -o, -s, --logits, --lse.
+NamedOutputs attention_outputs(const AttentionFlags& flags);
 
 // Q, K and V as given; K defaults to Q and V to K without copying them. With
 // --check-finite, a NaN or infinity in any of them is an error naming the file.

@@ -1,6 +1,10 @@
 // attn-cli: the command-line face of the attn library. Parses arguments, runs one
 // subcommand and maps errors to the exit statuses of docs/cli.md:
 // 0 success, 1 bad input, 2 usage.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -15,6 +19,7 @@
 #include "attn/error.hpp"
 #include "attn/io.hpp"
 #include "commands.hpp"
+#include "common.hpp"
 #include "errors.hpp"
 
 namespace {
@@ -35,6 +40,24 @@ void install_signal_handlers() {
     // SIGINT; with SIGPIPE ignored a closed pipe is a write error, EPIPE, as in coreutils).
     for (int s : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) {
         if (std::signal(s, on_fatal_signal) == SIG_IGN) std::signal(s, SIG_IGN);
+    }
+}
+
+// A standard descriptor its caller closed (`attn-cli ... >&-`) is taken at once, before
+// any file is opened: else the first file opened would get its number, and standard output
+// ("-") would be written into an input or into another output's temporary file. Standard
+// output and error get the root folder, read-only: a write fails with EBADF, the error of a
+// closed descriptor (`<stdout>: write failed: Bad file descriptor`), and /dev/stdout, which
+// reopens it, cannot be opened for writing (/dev/null there would take the data silently).
+// Standard input gets /dev/null, write-only: a read fails with EBADF as well.
+void occupy_closed_standard_descriptors() {
+    for (const int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) {
+        if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+        const int opened = fd == STDIN_FILENO ? ::open("/dev/null", O_WRONLY) : ::open("/", O_RDONLY | O_DIRECTORY);
+        if (opened >= 0 && opened != fd) {  // lower descriptors are open: it is `fd` unless one was not
+            ::dup2(opened, fd);
+            ::close(opened);
+        }
     }
 }
 
@@ -135,11 +158,23 @@ int run_and_map_errors(CLI::App& app, int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    occupy_closed_standard_descriptors();
     install_signal_handlers();
+    const attn::cli::StdoutText stdout_text;
     const std::unique_ptr<CLI::App> app = make_app();
     if (const std::optional<std::string> error = subcommand_name_error(argc, argv)) {
         report(*error);
         return kExitUsage;
     }
-    return run_and_map_errors(*app, argc, argv);
+    const int status = run_and_map_errors(*app, argc, argv);
+    // The one check, for every subcommand, --help and --version, that what std::cout was
+    // given reached standard output (a full disk, a closed descriptor).
+    try {
+        attn::cli::flush_stdout();
+    } catch (const attn::Error& e) {
+        if (status != 0) return status;  // that error is reported already
+        report(attn::cli::error_message(e));
+        return kExitBadInput;
+    }
+    return status;
 }

@@ -1312,6 +1312,136 @@ class CliTest(unittest.TestCase):
         p = run("inspect", w, "--labels", labels)
         self.assert_error(p, 1, labels + ": cannot open: Permission denied")
 
+    # ---- hardening: output paths (symbolic links, one file named twice, standard output) ----
+    def read_bytes(self, name):
+        with open(self.path(name), "rb") as f:
+            return f.read()
+
+    def sdpa_outputs(self, out, scores):
+        """Runs the classic sdpa with -o OUT -s SCORES in the test folder."""
+        return subprocess.run([CLI, "sdpa", "-q", os.path.join(DATA, "q.npy"), "-k", os.path.join(DATA, "k.npy"),
+                               "-v", os.path.join(DATA, "v.npy"), "-o", out, "-s", scores], cwd=self.dir,
+                              capture_output=True, timeout=120)
+
+    def test_symbolic_link_outputs_are_written_through(self):
+        p = self.sdpa_outputs("ref_out.npy", "ref_w.json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        want_out, want_w = self.read_bytes("ref_out.npy"), self.read_bytes("ref_w.json")
+        os.mkdir(self.path("sub"))
+        links = {  # link -> what it points to, and the file written at the end of its chain
+            "sub/rel_out.npy": ("../t_rel_out.npy", "t_rel_out.npy"),
+            "sub/rel_w.json": ("../t_rel_w.json", "t_rel_w.json"),
+            "abs_out.npy": (self.path("t_abs_out.npy"), "t_abs_out.npy"),
+            "chain_w.json": ("chain2_w.json", "sub/t_chain_w.json"),  # two links
+            "chain2_w.json": ("sub/t_chain_w.json", "sub/t_chain_w.json"),
+            "dangling_out.npy": ("sub/t_new_out.npy", "sub/t_new_out.npy"),
+            "old_w.json": ("t_old_w.json", "t_old_w.json"),
+        }
+        for link, (to, _) in links.items():
+            os.symlink(to, self.path(link))
+        with open(self.path("t_old_w.json"), "w") as f:
+            f.write("old")
+        os.chmod(self.path("t_old_w.json"), 0o640)
+        for out, scores in (("sub/rel_out.npy", "sub/rel_w.json"), ("abs_out.npy", "chain_w.json"),
+                            ("dangling_out.npy", "old_w.json")):
+            with self.subTest(out=out, scores=scores):
+                p = self.sdpa_outputs(out, scores)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                for name, want in ((out, want_out), (scores, want_w)):
+                    self.assertTrue(os.path.islink(self.path(name)), name)  # the link stays a link
+                    self.assertEqual(os.readlink(self.path(name)), links[name][0])
+                    self.assertEqual(self.read_bytes(links[name][1]), want, name)  # byte for byte
+        self.assertEqual(os.stat(self.path("t_old_w.json")).st_mode & 0o777, 0o640)  # the target's mode kept
+        # convert too, and nothing left beside the targets.
+        os.symlink("t_conv.json", self.path("conv.json"))
+        p = run("convert", os.path.join(DATA, "q.npy"), self.path("conv.json"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(read_text(self.path("t_conv.json")))["shape"], [2, 5, 64])
+        leftovers = [n for d in (self.dir, self.path("sub")) for n in os.listdir(d) if ".tmp-" in n]
+        self.assertEqual(leftovers, [])
+
+    def test_dev_stdout_redirected_to_a_file_gets_the_whole_file(self):
+        if not os.path.isdir("/proc/self/fd"):
+            self.skipTest("no /proc/self/fd")
+        want = self.read_bytes_of(os.path.join(DATA, "q.npy"))
+        os.symlink("/proc/self/fd/1", self.path("my_stdout"))  # what /dev/stdout is
+        # The folder's own link first: a program that renamed over the link would replace only
+        # that one, where /dev/stdout (as root) would be lost for the whole machine.
+        names = [self.path("my_stdout"), "/proc/self/fd/1", "/dev/fd/1"]
+        if os.path.islink("/dev/stdout"):
+            names.append("/dev/stdout")
+        for name in names:  # no subTest: the first failure must stop the loop before /dev/stdout
+            with open(self.path("cap.npy"), "wb") as f:
+                f.write(b"longer than the npy file, to be truncated: " * 100)
+            with open(self.path("cap.npy"), "r+b") as f:  # as `> cap.npy` would, without truncating
+                p = subprocess.run([CLI, "convert", os.path.join(DATA, "q.npy"), name, "--format", "npy"],
+                                   stdout=f, stderr=subprocess.PIPE, timeout=120)
+            self.assertEqual(p.returncode, 0, (name, p.stderr))
+            self.assertTrue(os.path.islink(self.path("my_stdout")), name)
+            self.assertEqual(self.read_bytes("cap.npy"), want, name)
+            self.assertEqual(sorted(os.listdir(self.dir)), ["cap.npy", "my_stdout"], name)
+        if os.path.exists("/dev/stdout"):
+            self.assertTrue(os.path.islink("/dev/stdout"))
+
+    def read_bytes_of(self, path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    def test_two_outputs_naming_one_file_are_a_usage_error(self):
+        with open(self.path("a.npy"), "w") as f:
+            f.write("keep")
+        os.link(self.path("a.npy"), self.path("hard.npy"))
+        os.symlink("a.npy", self.path("soft.npy"))
+        q = os.path.join(DATA, "q.npy")
+        for args, later, earlier in (
+                (["sdpa", "-q", q, "-o", "a.npy", "-s", "hard.npy"], "-s/--scores", "-o/--output"),
+                (["sdpa", "-q", q, "-o", "out.npy", "--logits", "soft.npy", "--lse", "./hard.npy"], "--lse",
+                 "--logits"),
+                (["mha", "--heads", "8", "-q", q, "-o", self.path("a.npy"), "--logits", "hard.npy"], "--logits",
+                  "-o/--output"),
+                # a folder that does not exist: the same name once normalised by its text
+                (["mha", "--heads", "8", "-q", q, "-o", "out.npy", "-s", "w.json", "--save-weights",
+                  self.path("no/such/../../w.json")], "--save-weights", "-s/--scores")):
+            with self.subTest(args=args):
+                p = subprocess.run([CLI, *args], cwd=self.dir, capture_output=True, timeout=120)
+                self.assert_error(p, 2, f"{later}: names the same file as {earlier}")
+                self.assertEqual(read_text(self.path("a.npy")), "keep")
+                self.assertEqual(sorted(os.listdir(self.dir)), ["a.npy", "hard.npy", "soft.npy"])
+        # Not one file: an output beside its own input, and the null device twice.
+        p = subprocess.run([CLI, "convert", "a.npy", "a.npy"], cwd=self.dir, capture_output=True)
+        self.assertEqual(p.returncode, 1)  # "keep" is no tensor: read first, refused as bad input
+        p = run("sdpa", "-q", q, "-o", "/dev/null", "-s", "/dev/null", "--logits", "-", "--format", "npy")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(p.stdout.startswith(b"\x93NUMPY"))
+
+    def test_standard_output_write_failures_are_reported(self):
+        if not os.path.exists("/dev/full"):
+            self.skipTest("no /dev/full")
+        w = self.path("w.npy")
+        np.save(w, np.full((2, 5, 5), 0.2, np.float32))
+        for args in (["inspect", w], ["inspect", w, "--ansi"], ["inspect", w, "--json"], ["--help"],
+                     ["convert", "--help"], ["--version"], ["random", "--shape", "3"]):
+            with self.subTest(args=args):
+                with open("/dev/full", "wb") as full:
+                    p = subprocess.run([CLI, *args], stdout=full, stderr=subprocess.PIPE, timeout=120)
+                self.assertEqual(p.returncode, 1)
+                self.assertEqual(p.stderr, b"attn-cli: error: <stdout>: write failed: No space left on device\n")
+                # closed: EBADF, and standard output written nowhere else
+                p = subprocess.run([CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
+                                   pass_fds=(), preexec_fn=lambda: os.close(1))
+                self.assertEqual(p.returncode, 1)
+                self.assertEqual(p.stderr, b"attn-cli: error: <stdout>: write failed: Bad file descriptor\n")
+
+    def test_long_inspect_table_is_written_whole(self):
+        w = self.path("w.npy")
+        np.save(w, np.full((1, 2, 2000, 4), 0.25, np.float32))  # 4000 top-k lines, over 64 KiB
+        p = run("inspect", w)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lines = p.stdout.decode().splitlines()
+        self.assertEqual(sum(line.startswith("  query ") for line in lines), 4000)
+        self.assertGreater(len(p.stdout), 64 << 10)
+        self.assertTrue(lines[-1].startswith("  query 1999 ->"), lines[-1])
+
 
 if __name__ == "__main__":
     CLI = os.path.abspath(sys.argv.pop(1))

@@ -186,6 +186,74 @@ TEST_CASE("OutputFile: unwritable places are I/O errors naming the path") {
     CHECK(test::contains(message, "is a directory"));
 }
 
+TEST_CASE("OutputFile: a symbolic link is written through and stays a link") {
+    TempDir dir;
+    REQUIRE(::mkdir(dir.file("sub").c_str(), 0755) == 0);
+    auto link_to = [&](const std::string& target, const std::string& link) {
+        REQUIRE(::symlink(target.c_str(), dir.file(link).c_str()) == 0);
+    };
+    auto link_text = [&](const std::string& link) {
+        char text[4096] = {};
+        REQUIRE(::readlink(dir.file(link).c_str(), text, sizeof text - 1) >= 0);
+        return std::string(text);
+    };
+    auto write_through = [&](const std::string& link, const std::string& text) {
+        io::OutputFile out(dir.file(link));
+        out.write(text);
+        out.commit();
+    };
+    SUBCASE("relative to the link's folder, over an existing file whose mode is kept") {
+        write_text(dir.file("target.json"), "old");
+        ::chmod(dir.file("target.json").c_str(), 0640);
+        link_to("../target.json", "sub/link.json");
+        write_through("sub/link.json", "new");
+        CHECK(test::fixture_at(dir.file("target.json")) == "new");
+        CHECK(link_text("sub/link.json") == "../target.json");
+        struct stat st {};
+        REQUIRE(::stat(dir.file("target.json").c_str(), &st) == 0);
+        CHECK((st.st_mode & 0777) == 0640);
+    }
+    SUBCASE("a chain of two links, one absolute") {
+        link_to(dir.file("sub/end.json"), "middle.json");
+        link_to("middle.json", "first.json");
+        write_through("first.json", "chained");
+        CHECK(test::fixture_at(dir.file("sub/end.json")) == "chained");
+        CHECK(link_text("first.json") == "middle.json");
+    }
+    SUBCASE("a dangling link creates the file it names") {
+        link_to("sub/new.json", "dangling.json");
+        write_through("dangling.json", "created");
+        CHECK(test::fixture_at(dir.file("sub/new.json")) == "created");
+        CHECK(link_text("dangling.json") == "sub/new.json");
+    }
+    SUBCASE("a loop is an error naming the OUT") {
+        link_to("b", "a");
+        link_to("a", "b");
+        const std::string message = test::error_of([&] { io::OutputFile out(dir.file("a")); }, ErrorKind::Io);
+        CHECK(test::contains(message, "a: cannot create output file: Too many levels of symbolic links"));
+    }
+}
+
+TEST_CASE("same_output_file: one file however spelled, and the null device never") {
+    TempDir dir;
+    REQUIRE(::mkdir(dir.file("sub").c_str(), 0755) == 0);
+    write_text(dir.file("a.npy"), "a");
+    REQUIRE(::link(dir.file("a.npy").c_str(), dir.file("hard.npy").c_str()) == 0);
+    REQUIRE(::symlink("a.npy", dir.file("soft.npy").c_str()) == 0);
+    REQUIRE(::symlink("new.npy", dir.file("dangling.npy").c_str()) == 0);
+    REQUIRE(::symlink("sub", dir.file("sublink").c_str()) == 0);
+    CHECK(io::same_output_file(dir.file("a.npy"), dir.file("sub/../a.npy")));
+    CHECK(io::same_output_file(dir.file("a.npy"), dir.file("hard.npy")));
+    CHECK(io::same_output_file(dir.file("soft.npy"), dir.file("a.npy")));
+    CHECK(io::same_output_file(dir.file("dangling.npy"), dir.file("./new.npy")));  // neither exists yet
+    CHECK(io::same_output_file(dir.file("sublink/x.npy"), dir.file("sub/x.npy")));
+    CHECK(io::same_output_file(dir.file("no/such/../../x.npy"), dir.file("x.npy")));
+    CHECK_FALSE(io::same_output_file(dir.file("a.npy"), dir.file("new.npy")));
+    CHECK_FALSE(io::same_output_file(dir.file("sub/a.npy"), dir.file("a.npy")));
+    CHECK_FALSE(io::same_output_file("/dev/null", "/dev/null"));
+    CHECK(io::same_output_file("/dev/full", "/dev/full"));
+}
+
 TEST_CASE("write_tensor: the OUT extension picks the format, unknown ones are usage errors") {
     TempDir dir;
     const std::string message =

@@ -102,8 +102,11 @@ private:
 // A file written atomically, or standard output for "-". Data are buffered; commit()
 // flushes, syncs and renames the temporary file over `path`. Destroying an uncommitted
 // OutputFile removes the temporary file and leaves any existing `path` untouched.
-// An existing `path` that is not a regular file (/dev/null, a FIFO) is written in place,
-// as standard output is: no temporary file, and what was written stays written.
+// A symbolic link is written through, never replaced: the temporary file goes beside the
+// file at the end of its chain and is renamed over that file (a dangling link creates the
+// file it names). A target that is not a regular file (/dev/null, a FIFO) and any link of
+// /proc (/dev/stdout is /proc/self/fd/1) are written in place, as standard output is: no
+// temporary file, and what was written stays written.
 class OutputFile final : public ByteSink {
 public:
     explicit OutputFile(std::string path);
@@ -121,6 +124,7 @@ private:
     void flush();
 
     std::string path_;
+    std::string target_;  // the file renamed over: path_ with its links followed
     std::string temp_path_;
     int fd_ = -1;
     bool is_stdout_ = false;
@@ -128,6 +132,14 @@ private:
     bool committed_ = false;
     std::string buffer_;
 };
+
+// Whether OUT names `a` and `b` lead to one file, however spelled ("-" is standard output):
+// the same path once OutputFile has followed its links and the folder's links are
+// resolved (realpath; a folder that does not exist is normalised by its text), or the
+// same existing file (device and inode: hard links, /dev/stdout and a redirected standard
+// output). Written twice in one run, such a file keeps only the last output. The null
+// device keeps nothing, so it is no file twice.
+bool same_output_file(const std::string& a, const std::string& b);
 
 // Removes the temporary files of every OutputFile not yet committed. Async-signal-safe:
 // meant for a SIGINT/SIGTERM handler, which then exits without running destructors.
