@@ -17,6 +17,7 @@
 
 #include <xtensor/xarray.hpp>
 
+#include "attention/checks.hpp"
 #include "attn/attention.hpp"
 
 namespace attn::detail {
@@ -91,18 +92,6 @@ struct AttentionProblem {
         return s;
     }
 };
-
-// Checks every shape of a call (ErrorKind::Shape naming both shapes) and returns the
-// output's shape, without touching any data.
-Shape check_attention_shapes(const Shape& query, const Shape& key, const Shape& value, const AttentionOptions& options);
-
-// Throws ErrorKind::Value (check_memory) when the output and the scores the sinks hold
-// would not fit in memory together.
-void check_result_memory(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options,
-                         const ScoreSink* weights, const ScoreSink* logits);
-
-// The dtype the computation runs in.
-DType compute_dtype(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options);
 
 template <class T>
 AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const Tensor& value,
