@@ -11,7 +11,7 @@
 #include <xtensor/xreducer.hpp>
 #include <xtensor/xview.hpp>
 
-#include "attention/problem.hpp"
+#include "attention/checks.hpp"
 #include "attn/random.hpp"
 #include "mha/blas.hpp"
 
