@@ -47,7 +47,7 @@ TEST_CASE("sdpa: logits are Q.K^T times the scale, 1/sqrt(E) by default") {
     const Tensor k(xt::xarray<float>{{{3, 1, 0, 0}, {0, 0, 1, 1}}});
     const Run r = run_both(q, k, k, {});
     CHECK(r.logits.values<float>()(0, 0, 0) == doctest::Approx(5.0 / 2.0));
-    CHECK(r.logits.values<float>()(0, 0, 1) == doctest::Approx(0.0));
+    CHECK(r.logits.values<float>()(0, 0, 1) == 0.0f);  // q·k is exactly 0
     AttentionOptions scaled;
     scaled.scale = 0.3;
     const Run s = run_both(q, k, k, scaled);
@@ -243,10 +243,17 @@ TEST_CASE("sdpa: huge logits stay finite and correct") {
     o.scale = 1.0;
     const Run r = run_both(Tensor(q), Tensor(k), Tensor(k), o);
     const auto& w = r.weights.values<float>();
-    CHECK(w(0, 0) == 1.0f);  // logits 1e4 and 9900: exp(-100) underflows to 0 in float32
-    CHECK(w(0, 1) == doctest::Approx(std::exp(-100.0)));
+    CHECK(w(0, 0) == 1.0f);  // logits 1e4 and 9900: exp(-100) = 3.7e-44 is below float32's normal range
+    CHECK(w(0, 1) < std::numeric_limits<float>::min());
     CHECK(w(1, 1) == 1.0f);
     CHECK(std::isfinite(r.output.values<float>()(1, 0)));
+    // In float64 exp(-100) is a normal number: the weight is it, to a relative 1e-12
+    // (scale(0): doctest's Approx is then |a − b| < ε·max(|a|, |b|), with no absolute part).
+    const Run r64 =
+        run_both(Tensor(xt::xarray<double>(q)), Tensor(xt::xarray<double>(k)), Tensor(xt::xarray<double>(k)), o, 1e-12);
+    const auto& w64 = r64.weights.values<double>();
+    CHECK(w64(0, 1) == doctest::Approx(std::exp(-100.0) / (1 + std::exp(-100.0))).epsilon(1e-12).scale(0));
+    CHECK(w64(1, 0) == doctest::Approx(std::exp(-100.0) / (1 + std::exp(-100.0))).epsilon(1e-12).scale(0));
 }
 
 TEST_CASE("sdpa: NaN inputs propagate as in PyTorch") {

@@ -145,7 +145,7 @@ void check_key_lengths(const std::vector<std::size_t>& lengths, const Shape& bat
 
 // The additive form of a mask: bool true -> 0, false -> −inf; floats as they are.
 template <class T>
-xt::xarray<T> additive(const Tensor& mask, Arg subject, bool true_means_masked) {
+xt::xarray<T> additive(const Tensor& mask, bool true_means_masked) {
     if (mask.dtype() == DType::Bool) {
         const auto& b = mask.values<bool>();
         xt::xarray<T> out = xt::xarray<T>::from_shape(b.shape());
@@ -153,11 +153,7 @@ xt::xarray<T> additive(const Tensor& mask, Arg subject, bool true_means_masked) 
         for (std::size_t i = 0; i < b.size(); ++i) out.data()[i] = (b.data()[i] != true_means_masked) ? T(0) : ninf;
         return out;
     }
-    if (!is_floating(mask.dtype())) {
-        throw Error(ErrorKind::Value, subject,
-                    "expected a bool or float mask, found " + std::string(dtype_name(mask.dtype())));
-    }
-    return mask.cast<T>();
+    return mask.cast<T>();  // floating: check_option_values refused any other dtype
 }
 
 // Query heads: dim −3 of the output, one head when the output has no batch dims. Per
@@ -191,12 +187,18 @@ void check_sinks_shape(const Shape& sinks, const Shape& batch) {
     }
 }
 
-// The values of a per-head tensor for every flat batch index, in float64; each must be
-// finite.
-std::vector<double> per_matrix_values(const Tensor& values, const Shape& batch, Arg arg) {
+// The values of a per-head tensor for every flat batch index, in float64.
+std::vector<double> per_matrix_values(const Tensor& values, const Shape& batch) {
     const Shape heads = head_dims(batch);
     const Shape dims = values.shape();
     const std::vector<std::size_t> offset = matrix_offsets(heads, dims, heads.size() - dims.size(), 1);
+    const ValuesAs<double> data(values);
+    std::vector<double> out(offset.size());
+    for (std::size_t b = 0; b < offset.size(); ++b) out[b] = data.data()[offset[b]];
+    return out;
+}
+
+void check_finite_values(const Tensor& values, Arg arg) {
     const ValuesAs<double> data(values);
     for (std::size_t i = 0; i < data->size(); ++i) {
         if (!std::isfinite(data.data()[i])) {
@@ -205,12 +207,21 @@ std::vector<double> per_matrix_values(const Tensor& values, const Shape& batch, 
                 "expected finite values, found " + std::to_string(data.data()[i]) + " at index " + std::to_string(i));
         }
     }
-    std::vector<double> out(offset.size());
-    for (std::size_t b = 0; b < offset.size(); ++b) out[b] = data.data()[offset[b]];
-    return out;
 }
 
-void check_variant_values(const AttentionOptions& options) {
+void check_mask_dtype(const Tensor& mask, Arg subject) {
+    if (mask.dtype() != DType::Bool && !is_floating(mask.dtype())) {
+        throw Error(ErrorKind::Value, subject,
+                    "expected a bool or float mask, found " + std::string(dtype_name(mask.dtype())));
+    }
+}
+
+}  // namespace
+
+void check_option_values(const AttentionOptions& options) {
+    if (options.scale && !std::isfinite(*options.scale)) {
+        throw Error(ErrorKind::Value, Arg::Scale, "expected a finite number, found " + std::to_string(*options.scale));
+    }
     if (options.window && (options.window->left < -1 || options.window->right < -1)) {
         throw Error(ErrorKind::Value, Arg::Window,
                     "expected LEFT,RIGHT each >= -1 (-1: unbounded), found " + std::to_string(options.window->left) +
@@ -223,9 +234,11 @@ void check_variant_values(const AttentionOptions& options) {
     if (options.alibi && options.alibi_slopes) {
         throw Error(ErrorKind::Usage, Arg::Alibi, "the paper's slopes and given slopes cannot both be used");
     }
+    if (options.alibi_slopes) check_finite_values(*options.alibi_slopes, Arg::AlibiSlopes);
+    if (options.sinks) check_finite_values(*options.sinks, Arg::Sinks);
+    if (options.mask) check_mask_dtype(*options.mask, Arg::Mask);
+    if (options.key_padding_mask) check_mask_dtype(*options.key_padding_mask, Arg::KeyPaddingMask);
 }
-
-}  // namespace
 
 DType compute_dtype(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options) {
     switch (options.precision) {
@@ -302,16 +315,13 @@ AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const T
     p.q.emplace(query);
     p.k.emplace(key);
     p.v.emplace(value);
-    if (options.scale && !std::isfinite(*options.scale)) {
-        throw Error(ErrorKind::Value, Arg::Scale, "expected a finite number, found " + std::to_string(*options.scale));
-    }
+    check_option_values(options);
     // With E = 0 every logit is the empty sum 0 whatever the scale: PyTorch scales Q and K
     // (empty) before their product, so its weights are uniform. 1/√0 = inf would make the
     // reference's 0 · inf NaN where the fast kernel's empty GEMM gives 0.
     const double default_scale = s.E == 0 ? 1.0 : 1.0 / std::sqrt(static_cast<double>(s.E));
     p.scale = static_cast<T>(options.scale ? *options.scale : default_scale);
     p.causal = options.causal;
-    check_variant_values(options);
     p.window = options.window;
     p.softcap = options.softcap.value_or(0.0);
     if (options.alibi) {
@@ -319,14 +329,14 @@ AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const T
         p.slope.resize(p.batches);
         for (std::size_t b = 0; b < p.batches; ++b) p.slope[b] = slopes[b % slopes.size()];
     }
-    if (options.alibi_slopes) p.slope = per_matrix_values(*options.alibi_slopes, s.batch, Arg::AlibiSlopes);
-    if (options.sinks) p.sink = per_matrix_values(*options.sinks, s.batch, Arg::Sinks);
+    if (options.alibi_slopes) p.slope = per_matrix_values(*options.alibi_slopes, s.batch);
+    if (options.sinks) p.sink = per_matrix_values(*options.sinks, s.batch);
     const Shape scores = p.score_shape();
 
     if (options.mask) {
         const Shape ms = check_mask_shape(options.mask->shape(), scores);
         AdditiveTerm<T> term;
-        term.values = additive<T>(*options.mask, Arg::Mask, false);
+        term.values = additive<T>(*options.mask, false);
         const std::size_t ml = ms[ms.size() - 2], mcols = ms.back();
         term.column_stride = mcols == 1 ? 0 : 1;
         term.row_stride = ml == 1 ? 0 : mcols;
@@ -337,7 +347,7 @@ AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const T
     if (options.key_padding_mask) {
         const Shape ps = options.key_padding_mask->shape();
         AdditiveTerm<T> term;
-        term.values = additive<T>(*options.key_padding_mask, Arg::KeyPaddingMask, true);
+        term.values = additive<T>(*options.key_padding_mask, true);
         term.row_stride = 0;
         term.column_stride = 1;
         // Leading alignment: dim d of the mask is batch dim d.

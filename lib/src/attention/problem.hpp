@@ -1,10 +1,11 @@
-// Internal: an attention call validated and laid out for the kernels.
+// Internal: an attention call validated and laid out for the fast kernel.
 //
 // make_problem checks every shape once, converts the inputs to the compute type and
 // turns broadcasting, grouped-query heads, masks, key padding, key lengths, the causal
 // rule and the window into per-matrix offsets and per-row visible key ranges, and ALiBi
-// slopes and sinks into per-matrix values, so that the kernels (reference and fast) only
-// walk plain row-major matrices.
+// slopes and sinks into per-matrix values, so that the fast kernel only walks plain
+// row-major matrices. The reference (reference.cpp) does not use it: it sets each call up
+// on its own, so that a mistake here shows as a difference between the two.
 #pragma once
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 
 #include <xtensor/xarray.hpp>
 
+#include "attention/checks.hpp"
 #include "attn/attention.hpp"
 
 namespace attn::detail {
@@ -68,11 +70,6 @@ struct AttentionProblem {
         return causal != Causal::None || window.has_value() ||
                std::any_of(key_length.begin(), key_length.end(), [&](std::size_t n) { return n < S; });
     }
-    // The ALiBi bias of query i and key j of matrix b: −slope·|p_i − j|.
-    double alibi_bias(std::size_t b, std::size_t i, std::size_t j) const {
-        const double distance = double(i) + double(S) - double(L) - double(j);
-        return -slope[b] * std::abs(distance);
-    }
     Shape score_shape() const {
         Shape s = batch_shape;
         s.push_back(L);
@@ -91,18 +88,6 @@ struct AttentionProblem {
         return s;
     }
 };
-
-// Checks every shape of a call (ErrorKind::Shape naming both shapes) and returns the
-// output's shape, without touching any data.
-Shape check_attention_shapes(const Shape& query, const Shape& key, const Shape& value, const AttentionOptions& options);
-
-// Throws ErrorKind::Value (check_memory) when the output and the scores the sinks hold
-// would not fit in memory together.
-void check_result_memory(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options,
-                         const ScoreSink* weights, const ScoreSink* logits);
-
-// The dtype the computation runs in.
-DType compute_dtype(const Tensor& query, const Tensor& key, const Tensor& value, const AttentionOptions& options);
 
 template <class T>
 AttentionProblem<T> make_problem(const Tensor& query, const Tensor& key, const Tensor& value,

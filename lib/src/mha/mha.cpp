@@ -14,7 +14,7 @@
 #include <xtensor/xreducer.hpp>
 #include <xtensor/xview.hpp>
 
-#include "attention/problem.hpp"
+#include "attention/checks.hpp"
 #include "attn/random.hpp"
 #include "common/text.hpp"
 #include "mha/blas.hpp"
