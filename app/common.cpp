@@ -35,7 +35,7 @@ CLI::Validator positive_integer() {
     return validator("", [](std::string& text) -> std::string {
         const auto value = parse_integer(text);
         if (value && *value > 0) return {};
-        return "expected a positive integer, found '" + text + "'";
+        return "expected a positive integer, found " + attn::quoted(text);
     });
 }
 
@@ -43,7 +43,7 @@ CLI::Validator non_negative_integer() {
     return validator("", [](std::string& text) -> std::string {
         const auto value = parse_integer(text);
         if (value && *value >= 0) return {};
-        return "expected a non-negative integer, found '" + text + "'";
+        return "expected a non-negative integer, found " + attn::quoted(text);
     });
 }
 
@@ -53,7 +53,7 @@ CLI::Validator integer_in(long long low, long long high) {
                          const auto value = parse_integer(text);
                          if (value && *value >= low && *value <= high) return {};
                          return "expected an integer from " + std::to_string(low) + " to " + std::to_string(high) +
-                                ", found '" + text + "'";
+                                ", found " + attn::quoted(text);
                      });
 }
 
@@ -63,7 +63,7 @@ CLI::Validator finite_number() {
         char* end = nullptr;
         const double value = std::strtod(text.c_str(), &end);
         if (!text.empty() && errno == 0 && end == text.c_str() + text.size() && std::isfinite(value)) return {};
-        return "expected a finite number, found '" + text + "'";
+        return "expected a finite number, found " + attn::quoted(text);
     });
 }
 
@@ -75,7 +75,7 @@ CLI::Validator positive_number() {
         if (!text.empty() && errno == 0 && end == text.c_str() + text.size() && std::isfinite(value) && value > 0) {
             return {};
         }
-        return "expected a finite number > 0, found '" + text + "'";
+        return "expected a finite number > 0, found " + attn::quoted(text);
     });
 }
 
@@ -96,7 +96,7 @@ std::optional<Window> parse_window(const std::string& text) {
 CLI::Validator window_bounds() {
     return validator("", [](std::string& text) -> std::string {
         if (parse_window(text)) return {};
-        return "expected LEFT,RIGHT, two integers >= -1 (-1: unbounded on that side), found '" + text + "'";
+        return "expected LEFT,RIGHT, two integers >= -1 (-1: unbounded on that side), found " + attn::quoted(text);
     });
 }
 
@@ -115,8 +115,8 @@ CLI::Validator seed_value() {
         }
         if (ok) return {};
         return "expected an integer from -9223372036854775808 to 18446744073709551615 (torch.manual_seed's range), "
-               "found '" +
-               text + "'";
+               "found " +
+               attn::quoted(text);
     });
 }
 

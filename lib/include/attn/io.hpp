@@ -48,7 +48,7 @@ std::optional<Format> sniff_format(std::string_view bytes);
 // The whole content of a file, or of standard input for "-". `path` names it in errors.
 std::string read_file(const std::string& path);
 
-// How messages name a path: the path itself, "<stdin>" for "-".
+// How messages name a path: the path made printable (attn::printable), "<stdin>" for "-".
 std::string display_name(const std::string& path);
 
 // ---- Reading ----------------------------------------------------------------------

@@ -28,6 +28,7 @@
 #include "attn/error.hpp"
 #include "attn/io.hpp"
 #include "attn/tensor.hpp"
+#include "common/text.hpp"
 #include "io/json_numbers.hpp"
 
 namespace attn::io {
@@ -68,21 +69,6 @@ std::string_view dtype_name_of() {
 // "1 element", "3 elements".
 std::string count_of_elements(std::size_t count) {
     return std::to_string(count) + (count == 1 ? " element" : " elements");
-}
-
-std::string quote_for_message(std::string_view text) {
-    std::string out = "\"";
-    for (char c : text) {
-        if (static_cast<unsigned char>(c) < 0x20) {
-            static constexpr char kHex[] = "0123456789abcdef";
-            out += "\\x";
-            out += kHex[(static_cast<unsigned char>(c) >> 4) & 0xF];
-            out += kHex[static_cast<unsigned char>(c) & 0xF];
-        } else {
-            out += c;
-        }
-    }
-    return out + "\"";
 }
 
 // "bool, int8, ..., float32 or float64": every dtype's name, in the order of DType.
@@ -130,8 +116,8 @@ public:
                 skip_space();
                 const char* key_at = p_;
                 std::string member = read_key();
-                if (!seen.insert(member).second) fail(key_at, "duplicate tensor name " + quote_for_message(member));
-                context_ = "member " + quote_for_message(member) + ": ";
+                if (!seen.insert(member).second) fail(key_at, "duplicate tensor name " + detail::quoted(member));
+                context_ = "member " + detail::quoted(member) + ": ";
                 Tensor tensor = read_tensor_value();
                 context_.clear();
                 tensors.emplace_back(std::move(member), std::move(tensor));
@@ -259,7 +245,7 @@ private:
         if (peek() != '"') fail(p_, "expected a quoted key, found " + describe(p_));
         std::string key = read_string();
         skip_space();
-        if (peek() != ':') fail(p_, "expected ':' after the key " + quote_for_message(key) + ", found " + describe(p_));
+        if (peek() != ':') fail(p_, "expected ':' after the key " + detail::quoted(key) + ", found " + describe(p_));
         ++p_;
         skip_space();
         return key;
@@ -831,7 +817,7 @@ private:
         const std::string text = read_string();
         const std::optional<DType> dtype = dtype_from_name(text);
         if (!dtype) {
-            fail(at, "unknown dtype " + quote_for_message(text) + " (expected " + dtype_names() + ")");
+            fail(at, "unknown dtype " + detail::quoted(text) + " (expected " + dtype_names() + ")");
         }
         return *dtype;
     }
@@ -869,7 +855,7 @@ private:
                     layout_of_data = data_layout();  // parsed once the other keys are known
                 }
             } else {
-                fail(key_at, "unknown key " + quote_for_message(key) +
+                fail(key_at, "unknown key " + detail::quoted(key) +
                                  R"( in a tensor object (expected "shape", "dtype" and "data"))");
             }
             if (after_member('}')) break;
