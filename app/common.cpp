@@ -300,36 +300,48 @@ void add_attention_flags(CLI::App& app, AttentionFlags& flags, const AttentionHe
     add_output_flags(app, flags.out);
 }
 
-Tensor read_input(const std::string& spec, bool check_finite) {
+Tensor read_input(const std::string& spec, bool check_finite, std::optional<DType> compute_dtype) {
     Tensor tensor = io::read_tensor(spec);
-    if (check_finite) attn::check_finite(tensor, io::display_name(spec), false, kCheckFiniteNote);
+    if (check_finite) attn::check_finite(tensor, io::display_name(spec), false, kCheckFiniteNote, compute_dtype);
     return tensor;
 }
 
-Tensor read_mask(const std::string& spec, bool check_finite) {
+Tensor read_mask(const std::string& spec, bool check_finite, std::optional<DType> compute_dtype) {
     Tensor tensor = io::read_tensor(spec);
-    if (check_finite) attn::check_finite(tensor, io::display_name(spec), true, kCheckFiniteMaskNote);
+    if (check_finite) attn::check_finite(tensor, io::display_name(spec), true, kCheckFiniteMaskNote, compute_dtype);
     return tensor;
 }
 
-AttentionInputs::AttentionInputs(const AttentionFlags& flags) : query_(read_input(flags.query, flags.check_finite)) {
-    if (!flags.key.empty()) key_ = read_input(flags.key, flags.check_finite);
-    if (!flags.value.empty()) value_ = read_input(flags.value, flags.check_finite);
+std::optional<DType> compute_dtype(const AttentionFlags& flags) {
+    switch (flags.precision) {
+        case Precision::Float32: return DType::Float32;
+        case Precision::Float64: return DType::Float64;
+        case Precision::Auto: break;
+    }
+    return std::nullopt;
+}
+
+AttentionInputs::AttentionInputs(const AttentionFlags& flags)
+    : query_(read_input(flags.query, flags.check_finite, compute_dtype(flags))) {
+    if (!flags.key.empty()) key_ = read_input(flags.key, flags.check_finite, compute_dtype(flags));
+    if (!flags.value.empty()) value_ = read_input(flags.value, flags.check_finite, compute_dtype(flags));
 }
 
 AttentionOptions attention_options(const AttentionFlags& flags) {
     AttentionOptions options;
     options.causal = flags.causal;
-    if (!flags.mask.empty()) options.mask = read_mask(flags.mask, flags.check_finite);
+    if (!flags.mask.empty()) options.mask = read_mask(flags.mask, flags.check_finite, compute_dtype(flags));
     if (!flags.key_padding_mask.empty()) {
-        options.key_padding_mask = read_mask(flags.key_padding_mask, flags.check_finite);
+        options.key_padding_mask = read_mask(flags.key_padding_mask, flags.check_finite, compute_dtype(flags));
     }
     options.key_lengths = parse_key_lengths(flags.key_lengths);
     if (!flags.window.empty()) options.window = parse_window(flags.window);
     if (flags.softcap_option->count() > 0) options.softcap = flags.softcap;
     options.alibi = flags.alibi;
-    if (!flags.alibi_slopes.empty()) options.alibi_slopes = read_input(flags.alibi_slopes, flags.check_finite);
-    if (!flags.sinks.empty()) options.sinks = read_input(flags.sinks, flags.check_finite);
+    if (!flags.alibi_slopes.empty()) {
+        options.alibi_slopes = read_input(flags.alibi_slopes, flags.check_finite, compute_dtype(flags));
+    }
+    if (!flags.sinks.empty()) options.sinks = read_input(flags.sinks, flags.check_finite, compute_dtype(flags));
     options.precision = flags.precision;
     options.threads = flags.threads;
     if (!flags.no_progress) options.progress = progress_bar("attn-cli: attention");

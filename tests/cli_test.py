@@ -685,6 +685,45 @@ class CliTest(unittest.TestCase):
         for line in out.splitlines()[1:]:
             self.assertLessEqual(len(re.sub(r"\x1b\[[0-9;]*m", "", line)), 30, line)
 
+    # ---- hardening: names and strictness (issue 17): labels and file names with
+    # control bytes are shown as \xNN; explicit --dtype casts refuse what they cannot hold.
+
+    def test_inspect_labels_with_control_bytes_are_escaped(self):
+        w = self.mha_weights()
+        labels = self.path("esc_labels.txt")
+        with open(labels, "wb") as f:
+            f.write(b"the\n\x1b[31mred\nca\rt\n\xc2\x9bcsi\n\xe2\x96\x81ok\n")
+        p = run("inspect", w, "--labels", labels, "--batch", "0", "--head", "2")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        for raw in (b"\x1b", b"\r", b"\xc2\x9b"):
+            self.assertNotIn(raw, p.stdout)
+        out = p.stdout.decode()
+        self.assertIn('query 1 "\\x1b[31mred"', out)
+        self.assertIn('query 2 "ca\\x0dt"', out)
+        self.assertIn('query 3 "\\xc2\\x9bcsi"', out)
+        self.assertIn('query 4 "\u2581ok"', out)  # UTF-8 text is shown as it is
+        png = self.path("esc.png")
+        p = run("inspect", w, "--labels", labels, "--heatmap", png)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertGreater(os.path.getsize(png), 0)
+
+    def test_inspect_file_name_with_control_bytes_is_escaped(self):
+        w = self.path("w\x1b[2J.npy")
+        np.save(w, np.full((1, 1, 2, 2), 0.5, np.float32))
+        p = run("inspect", w)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn(b"\x1b", p.stdout)
+        self.assertTrue(p.stdout.decode().startswith(w.replace("\x1b", "\\x1b") + ": float32 (1, 1, 2, 2)"))
+
+    def test_convert_casts_what_the_dtype_holds(self):
+        src = self.path("c.npy")
+        np.save(src, np.array([[-128, 127], [0, 255]], np.float64))
+        out = self.path("c8.npy")
+        p = run("convert", src, out, "--dtype", "int16")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        np.testing.assert_array_equal(np.load(out), np.array([[-128, 127], [0, 255]], np.int16))
+        self.assert_error(run("convert", src, out, "--dtype", "int8"), 1, src, "element [1, 1]: 255 is out of range for int8")
+
 
 if __name__ == "__main__":
     CLI = os.path.abspath(sys.argv.pop(1))

@@ -494,8 +494,9 @@ TEST_CASE("json: object data nested or flat row-major") {
 TEST_CASE("json: bare nested arrays give bool only when every element is true/false") {
     SUBCASE("all bools") { check_bit_exact(decode("[[true, false]]"), tensor_of<bool>({1, 2}, {true, false})); }
     SUBCASE("numbers") { check_bit_exact(decode("[[1, -2.5e3], [3, 4]]"), tensor_of<float>({2, 2}, {1, -2500, 3, 4})); }
-    SUBCASE("mixed, as torch.tensor: true is 1") {
-        check_bit_exact(decode("[true, 0.5, false]"), tensor_of<float>({3}, {1, 0.5f, 0}));
+    SUBCASE("booleans mixed with numbers are refused, as in the object form") {
+        CHECK(contains(decode_error("[true, 0.5, false]"), "[0]: expected a number (dtype float32), found true"));
+        CHECK(contains(decode_error("[[0.5], [false]]"), "[1][0]: expected a number (dtype float32), found false"));
     }
     SUBCASE("no elements is float32") { check_bit_exact(decode("[]"), Tensor::zeros(DType::Float32, {0})); }
 }

@@ -58,6 +58,14 @@ std::string join_names(const std::vector<std::string>& names, std::string_view i
     return out;
 }
 
+std::string out_of_range(std::string_view value, std::string_view dtype) {
+    return std::string(value) + " is out of range for " + std::string(dtype);
+}
+
+std::string not_an_integer(std::string_view dtype, std::string_view found) {
+    return "expected an integer (dtype " + std::string(dtype) + "), found " + std::string(found);
+}
+
 bool ends_with(std::string_view text, std::string_view suffix) {
     return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
 }

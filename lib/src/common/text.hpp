@@ -22,6 +22,11 @@ using attn::quoted;
 // "a, b, c" with each name made printable; `if_empty` when there are none.
 std::string join_names(const std::vector<std::string>& names, std::string_view if_empty = "none");
 
+// "300 is out of range for int8": a value a dtype cannot hold (the JSON reader, casts).
+std::string out_of_range(std::string_view value, std::string_view dtype);
+// "expected an integer (dtype int32), found 1.5": a non-integer where an integer dtype needs one.
+std::string not_an_integer(std::string_view dtype, std::string_view found);
+
 bool ends_with(std::string_view text, std::string_view suffix);
 
 // A JSON string literal, escaped as Python's json.dumps escapes (\" \\ \n \r \t \b \f,

@@ -356,7 +356,7 @@ private:
             if (in_range) out = static_cast<T>(value);
         }
         if (!in_range) {
-            fail_in_data(first, std::string(first, last) + " is out of range for " + std::string(dtype_name_of<T>()));
+            fail_in_data(first, detail::out_of_range(std::string(first, last), dtype_name_of<T>()));
         }
     }
 
@@ -385,8 +385,7 @@ private:
                         }
                     } else {
                         if (!token.integral) {
-                            fail_in_data(p_, "expected an integer (dtype " + std::string(dtype_name_of<T>()) +
-                                                 "), found " + describe(p_));
+                            fail_in_data(p_, detail::not_an_integer(dtype_name_of<T>(), describe(p_)));
                         }
                         parse_integer(p_, token.end, out);
                     }
@@ -421,17 +420,6 @@ private:
             if (starts_with_at(p_, "-Infinity")) {
                 out = -std::numeric_limits<T>::infinity();
                 p_ += 9;
-                return;
-            }
-            // Bare arrays mixing true/false with numbers read as numbers, as in torch.tensor.
-            if (bools_as_numbers_ && starts_with_at(p_, "true")) {
-                out = T{1};
-                p_ += 4;
-                return;
-            }
-            if (bools_as_numbers_ && starts_with_at(p_, "false")) {
-                out = T{0};
-                p_ += 5;
                 return;
             }
         }
@@ -767,10 +755,10 @@ private:
         skip_space();
         if (peek() == '{') return read_tensor_object();
         bare_ = true;
-        bools_as_numbers_ = true;
         const char* start = p_;
         const DataLayout layout = data_layout();
-        // torch.tensor's rule: all true/false gives bool, anything else float32.
+        // torch.tensor's rule: all true/false gives bool, numbers float32. Booleans mixed
+        // with numbers are refused at the first boolean, as in the object form.
         const DType dtype = layout.has_bools && !layout.has_numbers ? DType::Bool : DType::Float32;
         p_ = start;
         return read_data(dtype, layout.shape, start);
@@ -826,7 +814,6 @@ private:
     Tensor read_tensor_object() {
         const char* object_at = p_++;
         bare_ = false;
-        bools_as_numbers_ = false;
         std::optional<Shape> shape;
         const char* shape_at = nullptr;
         std::optional<DType> dtype;
@@ -877,7 +864,6 @@ private:
     const std::string& name_;
     std::string context_;  // "member \"name\": " while reading an archive member
     bool bare_ = false;    // bare nested arrays: paths read "element [1][3]", not "data[1][3]"
-    bool bools_as_numbers_ = false;
     std::array<std::size_t, kMaxDepth> path_index_{};
     std::size_t path_depth_ = 0;
 };
