@@ -131,7 +131,9 @@ class CliTest(unittest.TestCase):
     def enum_flags(self):
         q = os.path.join(DATA, "q.npy")
         sdpa, mha = ["sdpa", "-q", q], ["mha", "--heads", "8", "-q", q, "--seed", "0"]
-        convert, random = ["convert", q, "-"], ["random", "--shape", "2,3"]
+        bits = self.path("bits.npy")  # values every dtype holds (a cast refuses others)
+        np.save(bits, np.array([[0, 1], [1, 0]], np.float32))
+        convert, random = ["convert", bits, "-"], ["random", "--shape", "2,3"]
         output = [("--format", ["json", "npy"]), ("--json-layout", ["object", "nested"])]
         dtypes = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64"]
         cases = [(args, "--causal", ["top-left", "bottom-right"]) for args in (sdpa, mha)]
@@ -154,7 +156,7 @@ class CliTest(unittest.TestCase):
                     listed = "{" + ",".join(names) + "}"
                     self.assert_error(run(*args, flag, bad), 2,
                                       f"error: {flag}: {bad} not in {listed} (see attn-cli {args[0]} --help)\n")
-        self.assertEqual(os.listdir(self.dir), [])
+        self.assertEqual(os.listdir(self.dir), ["bits.npy"])  # the input enum_flags made
 
     def test_enum_flags_do_what_their_names_say(self):
         rng = np.random.default_rng(3)
@@ -184,9 +186,12 @@ class CliTest(unittest.TestCase):
         nested = json.loads(run(*sdpa, "--json-layout", "nested").stdout)
         self.assertEqual(np.array(nested).shape, (2, 3, 4))
         # convert --dtype, random --dist and --dtype.
+        bits = self.path("bits.npy")  # values every dtype holds (a cast refuses others)
+        np.save(bits, np.array([[0, 1], [1, 0]], np.float32))
         for dtype in ("bool", "int8", "uint16", "int64", "float64"):
-            p = run("convert", paths["q"], "-", "--dtype", dtype)
+            p = run("convert", bits, "-", "--dtype", dtype)
             self.assertEqual(load_json(p.stdout).dtype, np.dtype(dtype), dtype)
+            np.testing.assert_array_equal(load_json(p.stdout), np.array([[0, 1], [1, 0]], dtype))
         uniform = load_json(run("random", "--shape", "1000", "--dist", "uniform").stdout)
         normal = load_json(run("random", "--shape", "1000", "--dist", "normal", "--dtype", "float64").stdout)
         self.assertTrue(((uniform >= 0) & (uniform < 1)).all())
