@@ -647,8 +647,7 @@ TEST_CASE("json: errors say where and what") {
         CHECK(contains(decode_error(R"({"shape": [], "data": [1, 2]})"), "shape () needs 1 value, data has 2"));
     }
     SUBCASE("dtype") {
-        CHECK(
-            contains(decode_error(R"({"dtype": "float16", "data": [1]})"), "unknown dtype 'float16' (expected bool"));
+        CHECK(contains(decode_error(R"({"dtype": "float16", "data": [1]})"), "unknown dtype 'float16' (expected bool"));
         CHECK(contains(decode_error(R"({"dtype": 32, "data": [1]})"), "dtype: expected a string such as \"float32\""));
         CHECK(contains(decode_error(R"({"dtype": "int8", "data": [1, 1.5]})"),
                        "data[1]: expected an integer (dtype int8), found 1.5"));
@@ -785,8 +784,8 @@ TEST_CASE("json: archives of named tensors") {
         };
         CHECK(contains(archive_error(R"({"w": [1], "w": [2]})"),
                        "a.json: duplicate tensor name 'w' (line 1, column 12)"));
-        CHECK(contains(archive_error(R"({"w": [[1], [2, 3]]})"),
-                       "member 'w': element [1]: expected 1 element, found 2"));
+        CHECK(
+            contains(archive_error(R"({"w": [[1], [2, 3]]})"), "member 'w': element [1]: expected 1 element, found 2"));
         CHECK(contains(archive_error(R"({"w": {"data": [1, "x"]}})"),
                        "member 'w': data[1]: expected a number, found a string"));
         CHECK(contains(archive_error("[[1]]"), "expected an object mapping names to tensors, found an array"));

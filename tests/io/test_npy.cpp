@@ -171,8 +171,8 @@ TEST_CASE("npy: shape tuples as numpy's ast.literal_eval reads them") {
     // error. numpy also takes (+2,), (0x2,), (True,) and (2_0,), which no writer
     // writes; those are refused here with the general message.
     auto shape = [](const std::string& text, std::size_t count) {
-        return io::decode_npy(npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': " + text + ", }", count),
-                              "s.npy")
+        return io::decode_npy(
+                   npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': " + text + ", }", count), "s.npy")
             .shape();
     };
     CHECK(shape("()", 1) == Shape{});

@@ -196,8 +196,10 @@ std::string number_text(double value) {
 
 template <class T>
 std::string integer_text(T value) {
-    if constexpr (std::is_same_v<T, bool>) return value ? "1" : "0";
-    else return std::to_string(value);
+    if constexpr (std::is_same_v<T, bool>)
+        return value ? "1" : "0";
+    else
+        return std::to_string(value);
 }
 
 // What is wrong with `value` as a T (first_misfit's rules); nullopt when T holds it.
@@ -219,9 +221,10 @@ std::optional<std::string> misfit(S value) {
         if constexpr (!std::is_same_v<T, bool>) {
             constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<T>::max());
             if constexpr (std::is_signed_v<S>) {
-                in_range = value < 0 ? std::is_signed_v<T> && static_cast<std::int64_t>(value) >=
-                                                                   static_cast<std::int64_t>(std::numeric_limits<T>::min())
-                                     : static_cast<std::uint64_t>(value) <= kMax;
+                in_range = value < 0
+                               ? std::is_signed_v<T> && static_cast<std::int64_t>(value) >=
+                                                            static_cast<std::int64_t>(std::numeric_limits<T>::min())
+                               : static_cast<std::uint64_t>(value) <= kMax;
             } else {
                 in_range = static_cast<std::uint64_t>(value) <= kMax;
             }

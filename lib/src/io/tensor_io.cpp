@@ -219,7 +219,8 @@ Tensor read_tensor(const std::string& spec) {
     switch (resolve_input_format(ref.path, bytes)) {
         case Format::Npy:
             if (!ref.member.empty())
-                throw Error(ErrorKind::Usage, subject, "an .npy file holds one tensor; drop " + quoted(":" + ref.member));
+                throw Error(ErrorKind::Usage, subject,
+                            "an .npy file holds one tensor; drop " + quoted(":" + ref.member));
             return decode_npy(bytes, name);
         case Format::Npz:
             if (bytes.empty()) throw Error(ErrorKind::Format, name, "file is empty (expected an npz archive)");
