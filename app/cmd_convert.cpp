@@ -14,7 +14,7 @@ struct ConvertFlags {
 
 void run_convert(const ConvertFlags& f) {
     Tensor tensor = read_input(f.input, f.check_finite);
-    if (f.dtype) tensor = std::move(tensor).to(*f.dtype);
+    if (f.dtype) tensor = std::move(tensor).to(*f.dtype, io::display_name(f.input));
     write_outputs({{f.output, &tensor}}, f.out);
 }
 

@@ -66,18 +66,21 @@ std::string pad_right(const std::string& text, std::size_t width) {
     return text.size() >= width ? text : text + std::string(width - text.size(), ' ');
 }
 
-// '"token"' for index i, padded to the longest quoted token; "" without labels.
+// '"token"' for index i, padded to the longest quoted token; "" without labels. A token
+// is made printable (its control bytes, an escape sequence's ESC among them, as \xNN), so
+// that a labels file cannot move the cursor or recolour the terminal.
 class LabelColumn {
 public:
-    explicit LabelColumn(const Labels& labels) : labels_(labels) {
-        for (const std::string& token : labels.tokens) width_ = std::max(width_, token.size() + 2);
+    explicit LabelColumn(const Labels& labels) {
+        for (const std::string& token : labels.tokens) {
+            tokens_.push_back('"' + printable(token, /*keep_utf8=*/true) + '"');
+            width_ = std::max(width_, tokens_.back().size());
+        }
     }
-    std::string operator()(std::size_t i) const {
-        return labels_.tokens.empty() ? "" : " " + pad_right('"' + labels_.tokens[i] + '"', width_);
-    }
+    std::string operator()(std::size_t i) const { return tokens_.empty() ? "" : " " + pad_right(tokens_[i], width_); }
 
 private:
-    const Labels& labels_;
+    std::vector<std::string> tokens_;
     std::size_t width_ = 0;
 };
 
@@ -128,7 +131,7 @@ CLI::Validator index_check() {
                 if (!text.empty() && text.size() <= 18 && text.find_first_not_of("0123456789") == std::string::npos) {
                     return {};
                 }
-                return "expected a non-negative integer, found '" + text + "'";
+                return "expected a non-negative integer, found " + attn::quoted(text);
             },
             ""};
 }
@@ -142,7 +145,7 @@ bool ends_with_png(const std::string& path) {
 
 void run_inspect(const InspectFlags& f) {
     if (!f.heatmap.empty() && !ends_with_png(f.heatmap))
-        throw Error(ErrorKind::Usage, "--heatmap", "expected a FILE.png to write, found '" + f.heatmap + "'");
+        throw Error(ErrorKind::Usage, "--heatmap", "expected a FILE.png to write, found " + attn::quoted(f.heatmap));
     check_distinct_outputs({{"standard output", "-"}, {"--heatmap", f.heatmap}});
     const std::string subject = io::display_name(f.scores);
     const Tensor weights = read_input(f.scores, f.check_finite);

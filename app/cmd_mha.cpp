@@ -43,7 +43,8 @@ void run_mha(const MhaFlags& f) {
         if (f.attention.check_finite) {
             for (const auto& [name, tensor] : state_dict) {
                 if (name.compare(0, f.weights_prefix.size(), f.weights_prefix) != 0) continue;  // not read
-                check_finite(tensor, io::display_name(f.weights) + ":" + name, false, kCheckFiniteNote);
+                check_finite(tensor, io::display_name(f.weights) + ":" + name, false, kCheckFiniteNote,
+                             compute_dtype(f.attention));
             }
         }
         weights = mha_weights_from_state_dict(state_dict, f.weights_prefix, f.weights);

@@ -49,10 +49,10 @@ std::vector<std::string> split_list(const std::string& text) {
 std::string check_integer_list(const std::string& text) {
     for (const std::string& element : split_list(text)) {
         if (element.empty()) {
-            return "expected N[,N...], non-negative integers, found '" + text + "' (an empty element)";
+            return "expected N[,N...], non-negative integers, found " + attn::quoted(text) + " (an empty element)";
         }
         const auto value = parse_integer(element);
-        if (!value || *value < 0) return "expected a non-negative integer, found '" + element + "'";
+        if (!value || *value < 0) return "expected a non-negative integer, found " + attn::quoted(element);
     }
     return {};
 }
@@ -77,7 +77,7 @@ CLI::Validator positive_integer() {
     return validator("", [](std::string& text) -> std::string {
         const auto value = parse_integer(text);
         if (value && *value > 0) return {};
-        return "expected a positive integer, found '" + text + "'";
+        return "expected a positive integer, found " + attn::quoted(text);
     });
 }
 
@@ -87,7 +87,7 @@ CLI::Validator integer_in(long long low, long long high) {
                          const auto value = parse_integer(text);
                          if (value && *value >= low && *value <= high) return {};
                          return "expected an integer from " + std::to_string(low) + " to " + std::to_string(high) +
-                                ", found '" + text + "'";
+                                ", found " + attn::quoted(text);
                      });
 }
 
@@ -138,7 +138,7 @@ CLI::Validator finite_number() {
     return validator("", [](std::string& text) -> std::string {
         double value = 0;
         return parse_decimal(text, value,
-                             "expected a finite number, found '" + text + "' (decimal: no spaces, hex, inf or nan)",
+                             "expected a finite number, found " + attn::quoted(text) + " (decimal: no spaces, hex, inf or nan)",
                              "0 or a magnitude from " + kDoubleRange + " (a double)");
     });
 }
@@ -146,7 +146,7 @@ CLI::Validator finite_number() {
 CLI::Validator positive_number() {
     return validator("", [](std::string& text) -> std::string {
         double value = 0;
-        const std::string syntax_error = "expected a finite number > 0, found '" + text + "'";
+        const std::string syntax_error = "expected a finite number > 0, found " + attn::quoted(text);
         std::string error = parse_decimal(text, value, syntax_error, "a number from " + kDoubleRange + " (a double)");
         if (error.empty() && value <= 0) error = syntax_error;
         return error;
@@ -170,7 +170,7 @@ std::optional<Window> parse_window(const std::string& text) {
 CLI::Validator window_bounds() {
     return validator("", [](std::string& text) -> std::string {
         if (parse_window(text)) return {};
-        return "expected LEFT,RIGHT, two integers >= -1 (-1: unbounded on that side), found '" + text + "'";
+        return "expected LEFT,RIGHT, two integers >= -1 (-1: unbounded on that side), found " + attn::quoted(text);
     });
 }
 
@@ -189,8 +189,8 @@ CLI::Validator seed_value() {
         }
         if (ok) return {};
         return "expected an integer from -9223372036854775808 to 18446744073709551615 (torch.manual_seed's range), "
-               "found '" +
-               text + "'";
+               "found " +
+               attn::quoted(text);
     });
 }
 
@@ -466,36 +466,48 @@ NamedOutputs attention_outputs(const AttentionFlags& flags) {
             {std::string(flag_for(Arg::Lse)), flags.lse}};
 }
 
-Tensor read_input(const std::string& spec, bool check_finite) {
+Tensor read_input(const std::string& spec, bool check_finite, std::optional<DType> compute_dtype) {
     Tensor tensor = io::read_tensor(spec);
-    if (check_finite) attn::check_finite(tensor, io::display_name(spec), false, kCheckFiniteNote);
+    if (check_finite) attn::check_finite(tensor, io::display_name(spec), false, kCheckFiniteNote, compute_dtype);
     return tensor;
 }
 
-Tensor read_mask(const std::string& spec, bool check_finite) {
+Tensor read_mask(const std::string& spec, bool check_finite, std::optional<DType> compute_dtype) {
     Tensor tensor = io::read_tensor(spec);
-    if (check_finite) attn::check_finite(tensor, io::display_name(spec), true, kCheckFiniteMaskNote);
+    if (check_finite) attn::check_finite(tensor, io::display_name(spec), true, kCheckFiniteMaskNote, compute_dtype);
     return tensor;
 }
 
-AttentionInputs::AttentionInputs(const AttentionFlags& flags) : query_(read_input(flags.query, flags.check_finite)) {
-    if (!flags.key.empty()) key_ = read_input(flags.key, flags.check_finite);
-    if (!flags.value.empty()) value_ = read_input(flags.value, flags.check_finite);
+std::optional<DType> compute_dtype(const AttentionFlags& flags) {
+    switch (flags.precision) {
+        case Precision::Float32: return DType::Float32;
+        case Precision::Float64: return DType::Float64;
+        case Precision::Auto: break;
+    }
+    return std::nullopt;
+}
+
+AttentionInputs::AttentionInputs(const AttentionFlags& flags)
+    : query_(read_input(flags.query, flags.check_finite, compute_dtype(flags))) {
+    if (!flags.key.empty()) key_ = read_input(flags.key, flags.check_finite, compute_dtype(flags));
+    if (!flags.value.empty()) value_ = read_input(flags.value, flags.check_finite, compute_dtype(flags));
 }
 
 AttentionOptions attention_options(const AttentionFlags& flags) {
     AttentionOptions options;
     options.causal = flags.causal;
-    if (!flags.mask.empty()) options.mask = read_mask(flags.mask, flags.check_finite);
+    if (!flags.mask.empty()) options.mask = read_mask(flags.mask, flags.check_finite, compute_dtype(flags));
     if (!flags.key_padding_mask.empty()) {
-        options.key_padding_mask = read_mask(flags.key_padding_mask, flags.check_finite);
+        options.key_padding_mask = read_mask(flags.key_padding_mask, flags.check_finite, compute_dtype(flags));
     }
     options.key_lengths = parse_key_lengths(flags.key_lengths);
     if (!flags.window.empty()) options.window = parse_window(flags.window);
     if (flags.softcap_option->count() > 0) options.softcap = flags.softcap;
     options.alibi = flags.alibi;
-    if (!flags.alibi_slopes.empty()) options.alibi_slopes = read_input(flags.alibi_slopes, flags.check_finite);
-    if (!flags.sinks.empty()) options.sinks = read_input(flags.sinks, flags.check_finite);
+    if (!flags.alibi_slopes.empty()) {
+        options.alibi_slopes = read_input(flags.alibi_slopes, flags.check_finite, compute_dtype(flags));
+    }
+    if (!flags.sinks.empty()) options.sinks = read_input(flags.sinks, flags.check_finite, compute_dtype(flags));
     options.precision = flags.precision;
     options.threads = flags.threads;
     if (!flags.no_progress) options.progress = progress_bar("attn-cli: attention");

@@ -118,10 +118,11 @@ inline constexpr const char* kCheckFiniteNote = "--check-finite";
 inline constexpr const char* kCheckFiniteMaskNote = "--check-finite; -inf, masked, is allowed in a float mask";
 
 // A TENSOR argument; with --check-finite (`check_finite`) a NaN or infinity in it is an
-// error naming it as io::display_name does.
-Tensor read_input(const std::string& spec, bool check_finite);
+// error naming it as io::display_name does, and so is a finite value that the dtype it is
+// computed in, `compute_dtype` when known, cannot hold (float64 1e300 under --dtype float32).
+Tensor read_input(const std::string& spec, bool check_finite, std::optional<DType> compute_dtype = std::nullopt);
 // The same for a mask, where -inf means masked and is allowed.
-Tensor read_mask(const std::string& spec, bool check_finite);
+Tensor read_mask(const std::string& spec, bool check_finite, std::optional<DType> compute_dtype = std::nullopt);
 
 // --format and --json-layout: how OUT arguments are written.
 void add_output_flags(CLI::App& app, io::WriteOptions& options);
@@ -181,6 +182,11 @@ void flush_stdout();
 void write_outputs(const std::vector<std::pair<std::string, const Tensor*>>& outputs, const io::WriteOptions& options);
 
 // The flags sdpa and mha share: inputs, outputs, masks, precision and threads.
+struct AttentionFlags;
+// The dtype --dtype computes in; nullopt for auto, which computes in float64 when an input
+// is float64 (and so holds every input as it is).
+std::optional<DType> compute_dtype(const AttentionFlags& flags);
+
 struct AttentionFlags {
     std::string query, key, value;
     std::string output = "-";

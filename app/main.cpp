@@ -61,10 +61,25 @@ void occupy_closed_standard_descriptors() {
     }
 }
 
-void report(const std::string& message) { std::cerr << "attn-cli: error: " << message << '\n'; }
+// The last defence of the one-line contract: a control byte that reached the message
+// unquoted (each name should have gone through attn::quoted where the message was made)
+// is written as \xNN.
+void report(const std::string& message) {
+    std::cerr << "attn-cli: error: " << attn::printable(message, /*keep_utf8=*/true) << '\n';
+}
 
-// CLI11 messages can span lines; the contract is one line.
-std::string one_line(std::string text) {
+// CLI11 messages can span lines, and echo arguments as they were given; the contract is
+// one printable line. Each argument with a control byte is made printable where the
+// message echoes it, then CLI11's own line breaks become spaces.
+std::string one_line(std::string text, int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        const std::string shown = attn::printable(arg, /*keep_utf8=*/true);
+        if (arg.empty() || shown == arg) continue;
+        for (std::size_t at = text.find(arg); at != std::string::npos; at = text.find(arg, at + shown.size())) {
+            text.replace(at, arg.size(), shown);
+        }
+    }
     for (char& c : text) {
         if (c == '\n') c = ' ';
     }
@@ -120,7 +135,7 @@ std::unique_ptr<CLI::App> make_app() {
 std::optional<std::string> subcommand_name_error(int argc, char** argv) {
     const std::string expected = " (expected one of " + attn::cli::command_names() + "; see attn-cli --help)";
     if (argc == 1) return "missing subcommand" + expected;
-    const std::string first = argv[1];
+    const std::string first = attn::printable(argv[1]);
     if (first == "-h" || first == "--help" || first == "--version" || attn::cli::is_command(first)) {
         return std::nullopt;
     }
@@ -140,7 +155,7 @@ int run_and_map_errors(CLI::App& app, int argc, char** argv) {
     } catch (const CLI::ParseError& e) {
         // argv[1] is a known subcommand here (subcommand_name_error) or a help/version flag.
         const std::string help = argv[1][0] == '-' ? "attn-cli --help" : std::string("attn-cli ") + argv[1] + " --help";
-        report(usage_message(one_line(e.what())) + " (see " + help + ")");
+        report(usage_message(one_line(e.what(), argc, argv)) + " (see " + help + ")");
         return kExitUsage;
     } catch (const attn::Error& e) {
         report(attn::cli::error_message(e));

@@ -306,7 +306,9 @@ class CliTest(unittest.TestCase):
     def enum_flags(self):
         q = os.path.join(DATA, "q.npy")
         sdpa, mha = ["sdpa", "-q", q], ["mha", "--heads", "8", "-q", q, "--seed", "0"]
-        convert, random = ["convert", q, "-"], ["random", "--shape", "2,3"]
+        bits = self.path("bits.npy")  # values every dtype holds (a cast refuses others)
+        np.save(bits, np.array([[0, 1], [1, 0]], np.float32))
+        convert, random = ["convert", bits, "-"], ["random", "--shape", "2,3"]
         output = [("--format", ["json", "npy"]), ("--json-layout", ["object", "nested"])]
         dtypes = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64"]
         cases = [(args, "--causal", ["top-left", "bottom-right"]) for args in (sdpa, mha)]
@@ -329,7 +331,7 @@ class CliTest(unittest.TestCase):
                     listed = "{" + ",".join(names) + "}"
                     self.assert_error(run(*args, flag, bad), 2,
                                       f"error: {flag}: {bad} not in {listed} (see attn-cli {args[0]} --help)\n")
-        self.assertEqual(os.listdir(self.dir), [])
+        self.assertEqual(os.listdir(self.dir), ["bits.npy"])  # the input enum_flags made
 
     def test_enum_flags_do_what_their_names_say(self):
         rng = np.random.default_rng(3)
@@ -359,9 +361,12 @@ class CliTest(unittest.TestCase):
         nested = json.loads(run(*sdpa, "--json-layout", "nested").stdout)
         self.assertEqual(np.array(nested).shape, (2, 3, 4))
         # convert --dtype, random --dist and --dtype.
+        bits = self.path("bits.npy")  # values every dtype holds (a cast refuses others)
+        np.save(bits, np.array([[0, 1], [1, 0]], np.float32))
         for dtype in ("bool", "int8", "uint16", "int64", "float64"):
-            p = run("convert", paths["q"], "-", "--dtype", dtype)
+            p = run("convert", bits, "-", "--dtype", dtype)
             self.assertEqual(load_json(p.stdout).dtype, np.dtype(dtype), dtype)
+            np.testing.assert_array_equal(load_json(p.stdout), np.array([[0, 1], [1, 0]], dtype))
         uniform = load_json(run("random", "--shape", "1000", "--dist", "uniform").stdout)
         normal = load_json(run("random", "--shape", "1000", "--dist", "normal", "--dtype", "float64").stdout)
         self.assertTrue(((uniform >= 0) & (uniform < 1)).all())
@@ -1441,6 +1446,45 @@ class CliTest(unittest.TestCase):
         self.assertEqual(sum(line.startswith("  query ") for line in lines), 4000)
         self.assertGreater(len(p.stdout), 64 << 10)
         self.assertTrue(lines[-1].startswith("  query 1999 ->"), lines[-1])
+
+    # ---- hardening: names and strictness (issue 17): labels and file names with
+    # control bytes are shown as \xNN; explicit --dtype casts refuse what they cannot hold.
+
+    def test_inspect_labels_with_control_bytes_are_escaped(self):
+        w = self.mha_weights()
+        labels = self.path("esc_labels.txt")
+        with open(labels, "wb") as f:
+            f.write(b"the\n\x1b[31mred\nca\rt\n\xc2\x9bcsi\n\xe2\x96\x81ok\n")
+        p = run("inspect", w, "--labels", labels, "--batch", "0", "--head", "2")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        for raw in (b"\x1b", b"\r", b"\xc2\x9b"):
+            self.assertNotIn(raw, p.stdout)
+        out = p.stdout.decode()
+        self.assertIn('query 1 "\\x1b[31mred"', out)
+        self.assertIn('query 2 "ca\\x0dt"', out)
+        self.assertIn('query 3 "\\xc2\\x9bcsi"', out)
+        self.assertIn('query 4 "\u2581ok"', out)  # UTF-8 text is shown as it is
+        png = self.path("esc.png")
+        p = run("inspect", w, "--labels", labels, "--heatmap", png)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertGreater(os.path.getsize(png), 0)
+
+    def test_inspect_file_name_with_control_bytes_is_escaped(self):
+        w = self.path("w\x1b[2J.npy")
+        np.save(w, np.full((1, 1, 2, 2), 0.5, np.float32))
+        p = run("inspect", w)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn(b"\x1b", p.stdout)
+        self.assertTrue(p.stdout.decode().startswith(w.replace("\x1b", "\\x1b") + ": float32 (1, 1, 2, 2)"))
+
+    def test_convert_casts_what_the_dtype_holds(self):
+        src = self.path("c.npy")
+        np.save(src, np.array([[-128, 127], [0, 255]], np.float64))
+        out = self.path("c8.npy")
+        p = run("convert", src, out, "--dtype", "int16")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        np.testing.assert_array_equal(np.load(out), np.array([[-128, 127], [0, 255]], np.int16))
+        self.assert_error(run("convert", src, out, "--dtype", "int8"), 1, src, "element [1, 1]: 255 is out of range for int8")
 
 
 if __name__ == "__main__":

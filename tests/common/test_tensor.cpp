@@ -71,7 +71,51 @@ TEST_CASE("tensor: cast converts values and moves when the dtype matches") {
     const float* before = g.values<float>().data();
     const xt::xarray<float> moved = std::move(g).cast<float>();
     CHECK(moved.data() == before);
-    CHECK(Tensor(xt::xarray<double>{2.75}).to(DType::Int32).values<std::int32_t>()(0) == 2);
+    CHECK(Tensor(xt::xarray<double>{-2.0}).to(DType::Int32).values<std::int32_t>()(0) == -2);
+    CHECK(Tensor(xt::xarray<double>{0.1}).to(DType::Float32).values<float>()(0) == 0.1f);
+}
+
+TEST_CASE("tensor: to() refuses a value the dtype cannot hold, naming it and its index") {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const double inf = std::numeric_limits<double>::infinity();
+    auto error = [](const Tensor& t, DType dtype) {
+        return test::error_of([&] { (void)t.to(dtype, "x.npy"); }, ErrorKind::Value);
+    };
+    const Tensor values(xt::xarray<double>{{1, 300}, {nan, -1.5}});
+    CHECK(error(values, DType::Int8) == "x.npy: element [0, 1]: 300 is out of range for int8");
+    CHECK(error(values, DType::Int32) == "x.npy: element [1, 0]: expected an integer (dtype int32), found NaN");
+    CHECK(error(Tensor(xt::xarray<double>{-1.5}), DType::UInt64) ==
+          "x.npy: element [0]: expected an integer (dtype uint64), found -1.5");
+    CHECK(error(Tensor(xt::xarray<float>{0, -std::numeric_limits<float>::infinity()}), DType::Int64) ==
+          "x.npy: element [1]: -inf is out of range for int64");
+    CHECK(error(Tensor(xt::xarray<double>{9223372036854775808.0}), DType::Int64) ==
+          "x.npy: element [0]: 9.223372036854776e+18 is out of range for int64");
+    CHECK(error(Tensor(xt::xarray<std::int64_t>{255, 256}), DType::UInt8) ==
+          "x.npy: element [1]: 256 is out of range for uint8");
+    CHECK(error(Tensor(xt::xarray<std::int32_t>{-1}), DType::UInt32) ==
+          "x.npy: element [0]: -1 is out of range for uint32");
+    CHECK(error(Tensor(xt::xarray<std::uint64_t>{18446744073709551615ULL}), DType::Int64) ==
+          "x.npy: element [0]: 18446744073709551615 is out of range for int64");
+    CHECK(error(Tensor(xt::xarray<std::int32_t>{1, 0, 2}), DType::Bool) ==
+          "x.npy: element [2]: 2 is out of range for bool");
+    CHECK(error(Tensor(xt::xarray<double>{1e300}), DType::Float32) ==
+          "x.npy: element [0]: 1e+300 is out of range for float32");
+    // In range: the limits themselves, 0 and 1 to bool, float32's largest value, infinities to float32.
+    CHECK(Tensor(xt::xarray<double>{-128, 127}).to(DType::Int8).values<std::int8_t>()(0) == -128);
+    CHECK(Tensor(xt::xarray<double>{255}).to(DType::UInt8).values<std::uint8_t>()(0) == 255);
+    CHECK(Tensor(xt::xarray<std::int64_t>{0, 1}).to(DType::Bool).values<bool>()(1));
+    CHECK(Tensor(xt::xarray<double>{3.4028234663852886e38, -inf}).to(DType::Float32).values<float>()(0) ==
+          std::numeric_limits<float>::max());
+    CHECK(Tensor(xt::xarray<bool>{true}).to(DType::UInt8).values<std::uint8_t>()(0) == 1);
+}
+
+TEST_CASE("tensor: check_finite with a compute dtype refuses a finite value that dtype makes infinite") {
+    const Tensor t(xt::xarray<double>{{1, 2}, {3, -1e300}});
+    CHECK(
+        test::error_of([&] { check_finite(t, "q.npy", false, "--check-finite", DType::Float32); }, ErrorKind::Value) ==
+        "q.npy: element [1, 1]: -1e+300 is out of range for float32 (--check-finite)");
+    check_finite(t, "q.npy", false, "--check-finite", DType::Float64);  // no error
+    check_finite(t, "q.npy");                                           // no error: finite as it is
 }
 
 TEST_CASE("tensor: asking for the wrong dtype is an error naming both") {

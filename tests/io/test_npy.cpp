@@ -153,6 +153,44 @@ TEST_CASE("npy: bad files name the file and what is wrong") {
     }
 }
 
+// An .npy file of `count` float32 zeros whose header dict is `dict`, padded as numpy pads it.
+std::string npy_with_header(const std::string& dict, std::size_t count) {
+    std::string header = dict;
+    header.append((64 - (10 + header.size() + 1) % 64) % 64, ' ');
+    header += '\n';
+    std::string bytes = "\x93NUMPY\x01";
+    bytes += '\0';
+    bytes += static_cast<char>(header.size() & 0xFF);
+    bytes += static_cast<char>(header.size() >> 8);
+    return bytes + header + std::string(4 * count, '\0');
+}
+
+TEST_CASE("npy: shape tuples as numpy's ast.literal_eval reads them") {
+    // numpy 1.24, np.lib.format.read_array_header_1_0: (), (2,), (2, 3), (2,3,) and
+    // spaces are tuples; "(2)" is the int 2 ("shape is not valid") and "(02,)" a syntax
+    // error. numpy also takes (+2,), (0x2,), (True,) and (2_0,), which no writer
+    // writes; those are refused here with the general message.
+    auto shape = [](const std::string& text, std::size_t count) {
+        return io::decode_npy(
+                   npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': " + text + ", }", count), "s.npy")
+            .shape();
+    };
+    CHECK(shape("()", 1) == Shape{});
+    CHECK(shape("(2,)", 2) == Shape{2});
+    CHECK(shape("(2, 3)", 6) == Shape{2, 3});
+    CHECK(shape("(2,3,)", 6) == Shape{2, 3});
+    CHECK(shape("( 2 , 3 )", 6) == Shape{2, 3});
+    CHECK(shape("(0,)", 0) == Shape{0});
+    CHECK(shape("(00,)", 0) == Shape{0});
+    CHECK(error_of([&] { shape("(2)", 2); }) == "s.npy: npy header: shape (2) is not a tuple (expected (2,))");
+    CHECK(error_of([&] { shape("(02,)", 2); }) ==
+          "s.npy: npy header: dimension '02' in shape has a leading zero (numpy refuses it)");
+    for (const char* refused : {"(+2,)", "(2.0,)", "(True,)", "(0x2,)"}) {
+        CAPTURE(refused);
+        CHECK(contains(error_of([&] { shape(refused, 2); }), "s.npy: npy header: "));
+    }
+}
+
 TEST_CASE("npy: each dtype's descr is numpy's, and a descr's kind and size pick the dtype") {
     // numpy's own answers, from /usr/bin/python3: [np.dtype(n).str for n in (bool, int8, ..., float64)]
     const std::pair<DType, const char*> numpy[] = {

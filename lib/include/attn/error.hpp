@@ -62,10 +62,19 @@ enum class Arg : std::uint8_t {
 // "query", "attn_mask", "key_padding_mask", "num_heads", ...
 std::string_view arg_name(Arg arg) noexcept;
 
-// What an error is about: a file, tensor or member by its name, or an argument.
+// `text` as one printable line, for a message or a terminal: control bytes (C0, DEL, and
+// the C1 controls U+0080-U+009F) written as \xNN; every other non-ASCII byte too unless
+// `keep_utf8` (a label of a table may be UTF-8 text; a name in an error message is bytes).
+std::string printable(std::string_view text, bool keep_utf8 = false);
+// 'text', made printable and cut after 200 bytes: a name or a value quoted inside a
+// message. Every name a message of the library or of attn-cli holds goes through this.
+std::string quoted(std::string_view text);
+
+// What an error is about: a file, tensor or member by its name, or an argument. The name
+// is made printable, so that a file named with a newline still makes a one-line message.
 struct Subject {
-    Subject(std::string subject_name) : name(std::move(subject_name)) {}         // NOLINT: implicit by design
-    Subject(const char* subject_name) : name(subject_name) {}                    // NOLINT
+    Subject(const std::string& subject_name) : name(printable(subject_name)) {}  // NOLINT: implicit by design
+    Subject(const char* subject_name) : name(printable(subject_name)) {}         // NOLINT
     Subject(Arg subject_arg) : arg(subject_arg), name(arg_name(subject_arg)) {}  // NOLINT
     Arg arg = Arg::None;
     std::string name;  // empty: the message is the detail alone

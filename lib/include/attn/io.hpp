@@ -49,7 +49,7 @@ std::optional<Format> sniff_format(std::string_view bytes);
 // `what` says what it should be ("is a directory, expected a tensor file").
 std::string read_file(const std::string& path, std::string_view what = "a tensor file");
 
-// How messages name a path: the path itself, "<stdin>" for "-".
+// How messages name a path: the path made printable (attn::printable), "<stdin>" for "-".
 std::string display_name(const std::string& path);
 
 // ---- Reading ----------------------------------------------------------------------

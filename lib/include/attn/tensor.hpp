@@ -149,9 +149,11 @@ public:
         if (holds<T>()) return std::move(std::get<xt::xarray<T>>(storage_));
         return static_cast<const Tensor&>(*this).cast<T>();
     }
-    // A tensor of another dtype holding the same values (rounded as static_cast does).
-    Tensor to(DType dtype) const&;
-    Tensor to(DType dtype) &&;
+    // A tensor of another dtype holding the same values (a float rounded to the nearest
+    // float32). Throws ErrorKind::Value "SUBJECT: element [1]: 300 is out of range for int8"
+    // for the first value the dtype cannot hold (first_misfit) instead of casting it.
+    Tensor to(DType dtype, const std::string& subject = "tensor") const&;
+    Tensor to(DType dtype, const std::string& subject = "tensor") &&;
 
     template <class F>
     decltype(auto) visit(F&& f) const {
@@ -177,9 +179,21 @@ struct NonFinite {
 // `allow_negative_infinity`, -inf counts as finite: in an additive mask it means "masked".
 std::optional<NonFinite> first_non_finite(const Tensor& tensor, bool allow_negative_infinity = false);
 // Throws ErrorKind::Value "SUBJECT: non-finite value NaN at [0, 3, 17] (NOTE)" for the
-// first non-finite element (no parentheses when `note` is empty).
+// first non-finite element (no parentheses when `note` is empty). With `compute_dtype`,
+// the values are checked as they will be computed: a finite float64 that float32 cannot
+// hold (1e300) is refused too, "SUBJECT: element [0]: 1e+300 is out of range for float32".
 void check_finite(const Tensor& tensor, const std::string& subject, bool allow_negative_infinity = false,
-                  const std::string& note = "");
+                  const std::string& note = "", std::optional<DType> compute_dtype = std::nullopt);
+
+// The first element of `tensor` that `dtype` cannot hold, in row-major order: its index
+// and what is wrong ("300 is out of range for int8", "expected an integer (dtype int8),
+// found -1.5"). To an integer dtype a value must be an integer in range, NaN and the
+// infinities are not; to bool, 0 or 1; to float32, a finite value must stay finite.
+struct Misfit {
+    Shape index;
+    std::string what;
+};
+std::optional<Misfit> first_misfit(const Tensor& tensor, DType dtype);
 
 // A tensor's values as T: the tensor's own array when it already holds T, else a
 // converted copy. Borrows `tensor`, which must outlive it.

@@ -8,11 +8,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <limits>
 #include <type_traits>
 #include <variant>
+
+#include "common/text.hpp"
 
 namespace attn {
 namespace {
@@ -157,6 +160,85 @@ void check_new_tensor(DType dtype, const Shape& shape, const Subject& subject) {
     check_memory(count * item, subject, what);
 }
 
+// The index of element `offset` of a row-major array of this shape.
+Shape unravel(std::size_t offset, const Shape& shape) {
+    Shape index(shape.size());
+    for (std::size_t d = shape.size(); d-- > 0;) {
+        index[d] = offset % shape[d];
+        offset /= shape[d];
+    }
+    return index;
+}
+
+// "[0, 3, 17]"
+std::string index_text(const Shape& index) {
+    std::string text = "[";
+    for (std::size_t d = 0; d < index.size(); ++d) text += (d > 0 ? ", " : "") + std::to_string(index[d]);
+    return text + "]";
+}
+
+// A value as messages show it: the shortest text that reads back as the same double,
+// NaN, inf and -inf as check_finite names them.
+std::string number_text(double value) {
+    if (std::isnan(value)) return "NaN";
+    if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+    char buffer[32];
+    if (value == std::trunc(value) && std::fabs(value) < 1e17) {  // "300", not "3e+02"
+        std::snprintf(buffer, sizeof buffer, "%.0f", value);
+        return buffer;
+    }
+    for (int precision = 1; precision <= 17; ++precision) {
+        std::snprintf(buffer, sizeof buffer, "%.*g", precision, value);
+        if (std::strtod(buffer, nullptr) == value) break;
+    }
+    return buffer;
+}
+
+template <class T>
+std::string integer_text(T value) {
+    if constexpr (std::is_same_v<T, bool>)
+        return value ? "1" : "0";
+    else
+        return std::to_string(value);
+}
+
+// What is wrong with `value` as a T (first_misfit's rules); nullopt when T holds it.
+template <class T, class S>
+std::optional<std::string> misfit(S value) {
+    const std::string_view target = dtype_name(dtype_of<T>::value);
+    if constexpr (std::is_floating_point_v<S> && std::is_integral_v<T>) {  // bool is integral
+        if (std::isnan(value) || (std::isfinite(value) && value != std::trunc(value))) {
+            return detail::not_an_integer(target, number_text(value));
+        }
+        bool in_range = value == 0 || value == 1;
+        if constexpr (!std::is_same_v<T, bool>) {
+            in_range = value >= static_cast<double>(std::numeric_limits<T>::min()) &&
+                       value < static_cast<double>(std::numeric_limits<T>::max()) + 1.0;
+        }
+        if (!in_range) return detail::out_of_range(number_text(value), target);
+    } else if constexpr (std::is_integral_v<S> && !std::is_same_v<S, bool> && std::is_integral_v<T>) {
+        bool in_range = value == 0 || value == 1;
+        if constexpr (!std::is_same_v<T, bool>) {
+            constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<T>::max());
+            if constexpr (std::is_signed_v<S>) {
+                in_range = value < 0
+                               ? std::is_signed_v<T> && static_cast<std::int64_t>(value) >=
+                                                            static_cast<std::int64_t>(std::numeric_limits<T>::min())
+                               : static_cast<std::uint64_t>(value) <= kMax;
+            } else {
+                in_range = static_cast<std::uint64_t>(value) <= kMax;
+            }
+        }
+        if (!in_range) return detail::out_of_range(integer_text(value), target);
+    } else if constexpr (std::is_same_v<S, double> && std::is_same_v<T, float>) {
+        // Half a float32 ulp above FLT_MAX rounds to infinity (FLT_MAX's last bit is odd).
+        if (std::isfinite(value) && std::fabs(value) >= 0x1.ffffffp+127) {
+            return detail::out_of_range(number_text(value), target);
+        }
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 Tensor Tensor::zeros(DType dtype, const Shape& shape, const Subject& subject) {
@@ -198,14 +280,35 @@ void* Tensor::data() {
     return visit([](auto& a) -> void* { return a.data(); });
 }
 
-Tensor Tensor::to(DType dtype) const& {
+Tensor Tensor::to(DType dtype, const std::string& subject) const& {
     if (dtype == this->dtype()) return *this;
+    if (const std::optional<Misfit> misfit = first_misfit(*this, dtype)) {
+        throw Error(ErrorKind::Value, subject, "element " + index_text(misfit->index) + ": " + misfit->what);
+    }
     return dispatch_dtype(dtype, [&](auto tag) { return Tensor(cast<decltype(tag)>()); });
 }
 
-Tensor Tensor::to(DType dtype) && {
+Tensor Tensor::to(DType dtype, const std::string& subject) && {
     if (dtype == this->dtype()) return std::move(*this);
-    return static_cast<const Tensor&>(*this).to(dtype);
+    return static_cast<const Tensor&>(*this).to(dtype, subject);
+}
+
+std::optional<Misfit> first_misfit(const Tensor& tensor, DType dtype) {
+    std::optional<Misfit> found;
+    tensor.visit([&](const auto& a) {
+        using S = typename std::decay_t<decltype(a)>::value_type;
+        dispatch_dtype(dtype, [&](auto target) {
+            using T = decltype(target);
+            const S* data = a.data();
+            for (std::size_t i = 0; i < a.size(); ++i) {
+                if (std::optional<std::string> what = misfit<T>(data[i])) {
+                    found = Misfit{unravel(i, tensor.shape()), std::move(*what)};
+                    return;
+                }
+            }
+        });
+    });
+    return found;
 }
 
 std::optional<NonFinite> first_non_finite(const Tensor& tensor, bool allow_negative_infinity) {
@@ -223,28 +326,22 @@ std::optional<NonFinite> first_non_finite(const Tensor& tensor, bool allow_negat
         return std::nullopt;
     });
     if (!offset) return std::nullopt;
-    const Shape shape = tensor.shape();
-    NonFinite found{Shape(shape.size()), 0.0};
-    std::size_t rest = *offset;
-    for (std::size_t d = shape.size(); d-- > 0;) {
-        found.index[d] = rest % shape[d];
-        rest /= shape[d];
-    }
+    NonFinite found{unravel(*offset, tensor.shape()), 0.0};
     found.value = tensor.visit([&](const auto& a) { return static_cast<double>(a.data()[*offset]); });
     return found;
 }
 
 void check_finite(const Tensor& tensor, const std::string& subject, bool allow_negative_infinity,
-                  const std::string& note) {
-    const std::optional<NonFinite> found = first_non_finite(tensor, allow_negative_infinity);
-    if (!found) return;
-    std::string index = "[";
-    for (std::size_t d = 0; d < found->index.size(); ++d)
-        index += (d > 0 ? ", " : "") + std::to_string(found->index[d]);
-    index += "]";
-    const std::string value = std::isnan(found->value) ? "NaN" : found->value > 0 ? "inf" : "-inf";
-    throw Error(ErrorKind::Value, subject,
-                "non-finite value " + value + " at " + index + (note.empty() ? "" : " (" + note + ")"));
+                  const std::string& note, std::optional<DType> compute_dtype) {
+    const std::string in_note = note.empty() ? "" : " (" + note + ")";
+    if (const std::optional<NonFinite> found = first_non_finite(tensor, allow_negative_infinity)) {
+        throw Error(ErrorKind::Value, subject,
+                    "non-finite value " + number_text(found->value) + " at " + index_text(found->index) + in_note);
+    }
+    if (!compute_dtype || !is_floating(*compute_dtype) || *compute_dtype == tensor.dtype()) return;
+    if (const std::optional<Misfit> misfit = first_misfit(tensor, *compute_dtype)) {
+        throw Error(ErrorKind::Value, subject, "element " + index_text(misfit->index) + ": " + misfit->what + in_note);
+    }
 }
 
 void Tensor::throw_wrong_dtype(DType wanted) const {

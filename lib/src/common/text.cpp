@@ -13,12 +13,18 @@ constexpr std::size_t kNameLimit = 200;
 
 }  // namespace
 
-std::string printable(std::string_view text, std::size_t limit) {
+std::string printable(std::string_view text, std::size_t limit, bool keep_utf8) {
     std::string out;
-    for (const char c : text.substr(0, limit)) {
-        const auto byte = static_cast<unsigned char>(c);
-        if (byte >= 0x20 && byte < 0x7F) {
-            out += c;
+    const std::string_view kept = text.substr(0, limit);
+    bool in_c1_control = false;
+    for (std::size_t i = 0; i < kept.size(); ++i) {
+        const auto byte = static_cast<unsigned char>(kept[i]);
+        // U+0080-U+009F in UTF-8 is C2 80-C2 9F: a terminal may take it for CSI and the like.
+        const bool c1_control = in_c1_control || (byte == 0xC2 && i + 1 < kept.size() &&
+                                                  (static_cast<unsigned char>(kept[i + 1]) & 0xE0) == 0x80);
+        in_c1_control = byte == 0xC2 && c1_control;
+        if ((byte >= 0x20 && byte < 0x7F) || (keep_utf8 && byte >= 0x80 && !c1_control)) {
+            out += kept[i];
         } else {
             out += "\\x";
             out += kHex[byte >> 4];
@@ -28,7 +34,19 @@ std::string printable(std::string_view text, std::size_t limit) {
     return text.size() > limit ? out + "..." : out;
 }
 
-std::string quoted(std::string_view name) { return "'" + printable(name, kNameLimit) + "'"; }
+}  // namespace attn::detail
+
+namespace attn {
+
+std::string printable(std::string_view text, bool keep_utf8) {
+    return detail::printable(text, std::string_view::npos, keep_utf8);
+}
+
+std::string quoted(std::string_view text) { return "'" + detail::printable(text, detail::kNameLimit) + "'"; }
+
+}  // namespace attn
+
+namespace attn::detail {
 
 std::string join_names(const std::vector<std::string>& names, std::string_view if_empty) {
     if (names.empty()) return std::string(if_empty);
@@ -38,6 +56,14 @@ std::string join_names(const std::vector<std::string>& names, std::string_view i
         out += printable(name, kNameLimit);
     }
     return out;
+}
+
+std::string out_of_range(std::string_view value, std::string_view dtype) {
+    return std::string(value) + " is out of range for " + std::string(dtype);
+}
+
+std::string not_an_integer(std::string_view dtype, std::string_view found) {
+    return "expected an integer (dtype " + std::string(dtype) + "), found " + std::string(found);
 }
 
 bool ends_with(std::string_view text, std::string_view suffix) {

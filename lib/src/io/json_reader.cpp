@@ -28,6 +28,7 @@
 #include "attn/error.hpp"
 #include "attn/io.hpp"
 #include "attn/tensor.hpp"
+#include "common/text.hpp"
 #include "io/json_numbers.hpp"
 
 namespace attn::io {
@@ -68,21 +69,6 @@ std::string_view dtype_name_of() {
 // "1 element", "3 elements".
 std::string count_of_elements(std::size_t count) {
     return std::to_string(count) + (count == 1 ? " element" : " elements");
-}
-
-std::string quote_for_message(std::string_view text) {
-    std::string out = "\"";
-    for (char c : text) {
-        if (static_cast<unsigned char>(c) < 0x20) {
-            static constexpr char kHex[] = "0123456789abcdef";
-            out += "\\x";
-            out += kHex[(static_cast<unsigned char>(c) >> 4) & 0xF];
-            out += kHex[static_cast<unsigned char>(c) & 0xF];
-        } else {
-            out += c;
-        }
-    }
-    return out + "\"";
 }
 
 // "bool, int8, ..., float32 or float64": every dtype's name, in the order of DType.
@@ -130,8 +116,8 @@ public:
                 skip_space();
                 const char* key_at = p_;
                 std::string member = read_key();
-                if (!seen.insert(member).second) fail(key_at, "duplicate tensor name " + quote_for_message(member));
-                context_ = "member " + quote_for_message(member) + ": ";
+                if (!seen.insert(member).second) fail(key_at, "duplicate tensor name " + detail::quoted(member));
+                context_ = "member " + detail::quoted(member) + ": ";
                 Tensor tensor = read_tensor_value();
                 context_.clear();
                 tensors.emplace_back(std::move(member), std::move(tensor));
@@ -259,7 +245,7 @@ private:
         if (peek() != '"') fail(p_, "expected a quoted key, found " + describe(p_));
         std::string key = read_string();
         skip_space();
-        if (peek() != ':') fail(p_, "expected ':' after the key " + quote_for_message(key) + ", found " + describe(p_));
+        if (peek() != ':') fail(p_, "expected ':' after the key " + detail::quoted(key) + ", found " + describe(p_));
         ++p_;
         skip_space();
         return key;
@@ -370,7 +356,7 @@ private:
             if (in_range) out = static_cast<T>(value);
         }
         if (!in_range) {
-            fail_in_data(first, std::string(first, last) + " is out of range for " + std::string(dtype_name_of<T>()));
+            fail_in_data(first, detail::out_of_range(std::string(first, last), dtype_name_of<T>()));
         }
     }
 
@@ -399,8 +385,7 @@ private:
                         }
                     } else {
                         if (!token.integral) {
-                            fail_in_data(p_, "expected an integer (dtype " + std::string(dtype_name_of<T>()) +
-                                                 "), found " + describe(p_));
+                            fail_in_data(p_, detail::not_an_integer(dtype_name_of<T>(), describe(p_)));
                         }
                         parse_integer(p_, token.end, out);
                     }
@@ -435,17 +420,6 @@ private:
             if (starts_with_at(p_, "-Infinity")) {
                 out = -std::numeric_limits<T>::infinity();
                 p_ += 9;
-                return;
-            }
-            // Bare arrays mixing true/false with numbers read as numbers, as in torch.tensor.
-            if (bools_as_numbers_ && starts_with_at(p_, "true")) {
-                out = T{1};
-                p_ += 4;
-                return;
-            }
-            if (bools_as_numbers_ && starts_with_at(p_, "false")) {
-                out = T{0};
-                p_ += 5;
                 return;
             }
         }
@@ -781,10 +755,10 @@ private:
         skip_space();
         if (peek() == '{') return read_tensor_object();
         bare_ = true;
-        bools_as_numbers_ = true;
         const char* start = p_;
         const DataLayout layout = data_layout();
-        // torch.tensor's rule: all true/false gives bool, anything else float32.
+        // torch.tensor's rule: all true/false gives bool, numbers float32. Booleans mixed
+        // with numbers are refused at the first boolean, as in the object form.
         const DType dtype = layout.has_bools && !layout.has_numbers ? DType::Bool : DType::Float32;
         p_ = start;
         return read_data(dtype, layout.shape, start);
@@ -831,7 +805,7 @@ private:
         const std::string text = read_string();
         const std::optional<DType> dtype = dtype_from_name(text);
         if (!dtype) {
-            fail(at, "unknown dtype " + quote_for_message(text) + " (expected " + dtype_names() + ")");
+            fail(at, "unknown dtype " + detail::quoted(text) + " (expected " + dtype_names() + ")");
         }
         return *dtype;
     }
@@ -840,7 +814,6 @@ private:
     Tensor read_tensor_object() {
         const char* object_at = p_++;
         bare_ = false;
-        bools_as_numbers_ = false;
         std::optional<Shape> shape;
         const char* shape_at = nullptr;
         std::optional<DType> dtype;
@@ -869,7 +842,7 @@ private:
                     layout_of_data = data_layout();  // parsed once the other keys are known
                 }
             } else {
-                fail(key_at, "unknown key " + quote_for_message(key) +
+                fail(key_at, "unknown key " + detail::quoted(key) +
                                  R"( in a tensor object (expected "shape", "dtype" and "data"))");
             }
             if (after_member('}')) break;
@@ -891,7 +864,6 @@ private:
     const std::string& name_;
     std::string context_;  // "member \"name\": " while reading an archive member
     bool bare_ = false;    // bare nested arrays: paths read "element [1][3]", not "data[1][3]"
-    bool bools_as_numbers_ = false;
     std::array<std::size_t, kMaxDepth> path_index_{};
     std::size_t path_depth_ = 0;
 };

@@ -68,8 +68,8 @@ public:
                 once(seen_shape, key);
                 header.shape = parse_shape();
             } else {
-                throw_format_error(name_, "npy header: unexpected key '" + detail::printable(key) +
-                                              "' (expected descr, fortran_order, shape)");
+                throw_format_error(name_, "npy header: unexpected key " + detail::quoted(key) +
+                                              " (expected descr, fortran_order, shape)");
             }
             skip_space();
             if (peek() == ',') {
@@ -83,7 +83,7 @@ public:
         ++pos_;
         for (auto [seen, key] :
              {std::pair{seen_descr, "descr"}, {seen_order, "fortran_order"}, {seen_shape, "shape"}}) {
-            if (!seen) throw_format_error(name_, std::string("npy header: missing key '") + key + "'");
+            if (!seen) throw_format_error(name_, std::string("npy header: missing key ") + detail::quoted(key));
         }
         skip_space();
         if (pos_ != text_.size()) throw_format_error(name_, "npy header: unexpected text after the dictionary");
@@ -109,7 +109,7 @@ private:
     }
 
     void once(bool& seen, const std::string& key) {
-        if (seen) throw_format_error(name_, "npy header: duplicate key '" + key + "'");
+        if (seen) throw_format_error(name_, "npy header: duplicate key " + detail::quoted(key));
         seen = true;
     }
 
@@ -147,6 +147,9 @@ private:
             if (peek() < '0' || peek() > '9') {
                 throw_format_error(name_, "npy header: shape must be a tuple of non-negative integers");
             }
+            // Python refuses a decimal literal with a leading zero ("02"), and so numpy's
+            // ast.literal_eval: only "0", "00", ... may start with 0.
+            const std::size_t digits_at = pos_;
             std::size_t value = 0;
             while (peek() >= '0' && peek() <= '9') {
                 const auto digit = static_cast<std::size_t>(peek() - '0');
@@ -156,6 +159,11 @@ private:
                 value = value * 10 + digit;
                 ++pos_;
             }
+            if (text_[digits_at] == '0' && value != 0) {
+                throw_format_error(name_, "npy header: dimension " +
+                                              detail::quoted(text_.substr(digits_at, pos_ - digits_at)) +
+                                              " in shape has a leading zero (numpy refuses it)");
+            }
             if (peek() == 'L') ++pos_;  // Python 2 long literal
             shape.push_back(value);
             skip_space();
@@ -164,6 +172,11 @@ private:
                 continue;
             }
             if (peek() != ')') throw_format_error(name_, "npy header: expected ',' or ')' in shape");
+            // "(2)" is the integer 2 in Python, not a tuple; numpy refuses it.
+            if (shape.size() == 1) {
+                throw_format_error(name_, "npy header: shape (" + std::to_string(value) +
+                                              ") is not a tuple (expected (" + std::to_string(value) + ",))");
+            }
         }
         ++pos_;
         if (shape.size() > 64) throw_format_error(name_, "npy header: shape has more than 64 dimensions");
@@ -172,7 +185,7 @@ private:
 
     ElementEncoding parse_descr(const std::string& descr) {
         auto unsupported = [&](const std::string& why) -> ElementEncoding {
-            throw_format_error(name_, "unsupported dtype '" + detail::printable(descr) + "' (" + why +
+            throw_format_error(name_, "unsupported dtype " + detail::quoted(descr) + " (" + why +
                                           "); expected bool, int8-64, uint8-64, float16, float32 or float64");
         };
         if (descr.size() < 2) return unsupported("malformed descr");

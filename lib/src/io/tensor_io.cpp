@@ -173,7 +173,7 @@ bool looks_like_json(std::string_view bytes) {
 
 }  // namespace
 
-std::string display_name(const std::string& path) { return path == "-" ? "<stdin>" : path; }
+std::string display_name(const std::string& path) { return path == "-" ? "<stdin>" : printable(path); }
 
 TensorRef parse_tensor_ref(std::string_view spec) {
     for (std::string_view ext : {".npz:", ".safetensors:", ".json:"}) {
@@ -214,14 +214,15 @@ Tensor read_tensor(const std::string& spec) {
     const auto by_extension = ref.path == "-" ? std::nullopt : format_from_extension(ref.path);
     if (by_extension == Format::Npy && file.regular()) {
         if (!ref.member.empty())
-            throw Error(ErrorKind::Usage, subject, "an .npy file holds one tensor; drop ':" + ref.member + "'");
+            throw Error(ErrorKind::Usage, subject, "an .npy file holds one tensor; drop " + quoted(":" + ref.member));
         return read_npy_file(file, name);
     }
     const std::string bytes = file.read_all();
     switch (resolve_input_format(ref.path, bytes)) {
         case Format::Npy:
             if (!ref.member.empty())
-                throw Error(ErrorKind::Usage, subject, "an .npy file holds one tensor; drop ':" + ref.member + "'");
+                throw Error(ErrorKind::Usage, subject,
+                            "an .npy file holds one tensor; drop " + quoted(":" + ref.member));
             return decode_npy(bytes, name);
         case Format::Npz:
             if (bytes.empty()) throw Error(ErrorKind::Format, name, "file is empty (expected an npz archive)");
@@ -241,7 +242,7 @@ Tensor read_tensor(const std::string& spec) {
         names.push_back(member);
     }
     throw Error(ErrorKind::Format, subject,
-                "no tensor named '" + ref.member + "' (members: " + detail::join_names(names) + ")");
+                "no tensor named " + quoted(ref.member) + " (members: " + detail::join_names(names) + ")");
 }
 
 NamedTensors read_tensor_archive(const std::string& path) {

@@ -143,13 +143,13 @@ public:
         const Tensor* t = find(param);
         return t ? std::optional<Tensor>(*t) : std::nullopt;
     }
-    std::string subject(const std::string& name) const { return source_ + ": " + prefix_ + name; }
+    std::string subject(const std::string& name) const { return source_ + ": " + detail::printable(prefix_ + name); }
     [[noreturn]] void missing(const std::string& expected) const {
-        std::string found;
-        for (const auto& [name, tensor] : by_name_) found += (found.empty() ? "" : ", ") + prefix_ + name;
+        std::vector<std::string> found;
+        for (const auto& [name, tensor] : by_name_) found.push_back(prefix_ + name);
         throw Error(ErrorKind::Format, source_,
-                    "expected " + expected + (prefix_.empty() ? "" : " under prefix '" + prefix_ + "'") +
-                        "; found: " + (found.empty() ? "no tensors" : found));
+                    "expected " + expected + (prefix_.empty() ? "" : " under prefix " + detail::quoted(prefix_)) +
+                        "; found: " + detail::join_names(found, "no tensors"));
     }
 
 private:
