@@ -71,11 +71,12 @@ std::string printable(std::string_view text, bool keep_utf8 = false);
 std::string quoted(std::string_view text);
 
 // What an error is about: a file, tensor or member by its name, or an argument. The name
-// is made printable, so that a file named with a newline still makes a one-line message.
+// is made printable (UTF-8 kept, control bytes as \xNN), so that a file named with a
+// newline still makes a one-line message.
 struct Subject {
-    Subject(const std::string& subject_name) : name(printable(subject_name)) {}  // NOLINT: implicit by design
-    Subject(const char* subject_name) : name(printable(subject_name)) {}         // NOLINT
-    Subject(Arg subject_arg) : arg(subject_arg), name(arg_name(subject_arg)) {}  // NOLINT
+    Subject(const std::string& subject_name) : name(printable(subject_name, /*keep_utf8=*/true)) {}  // NOLINT: implicit
+    Subject(const char* subject_name) : name(printable(subject_name, /*keep_utf8=*/true)) {}         // NOLINT
+    Subject(Arg subject_arg) : arg(subject_arg), name(arg_name(subject_arg)) {}                      // NOLINT
     Arg arg = Arg::None;
     std::string name;  // empty: the message is the detail alone
 };

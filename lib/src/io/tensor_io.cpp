@@ -173,7 +173,9 @@ bool looks_like_json(std::string_view bytes) {
 
 }  // namespace
 
-std::string display_name(const std::string& path) { return path == "-" ? "<stdin>" : printable(path); }
+std::string display_name(const std::string& path) {
+    return path == "-" ? "<stdin>" : attn::printable(path, /*keep_utf8=*/true);
+}
 
 TensorRef parse_tensor_ref(std::string_view spec) {
     for (std::string_view ext : {".npz:", ".safetensors:", ".json:"}) {
