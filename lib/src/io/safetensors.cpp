@@ -7,6 +7,7 @@
 // the file size.
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -122,6 +123,52 @@ struct RawEntry {
 // depth 3; the cap keeps a "[[[[..." header from costing more than a short scan.
 constexpr std::size_t kMaxHeaderDepth = 64;
 
+// The keys of one JSON object, to find a repeat: their bytes in one arena and an
+// open-addressing table of 16-byte slots, so no allocation per key (a node-based
+// std::unordered_set spent most of the scan allocating and chasing nodes).
+class KeySet {
+public:
+    // False when `key` is already in the set.
+    bool insert(std::string_view key) {
+        if ((count_ + 1) * 4 > slots_.size() * 3) rehash(std::max<std::size_t>(16, slots_.size() * 2));
+        const std::uint64_t hash = std::hash<std::string_view>()(key);
+        for (std::size_t i = hash & (slots_.size() - 1);; i = (i + 1) & (slots_.size() - 1)) {
+            Slot& slot = slots_[i];
+            if (slot.length == kEmpty) {
+                // Offsets and lengths fit in 32 bits: the header is at most 100 MB.
+                slot = Slot{hash, static_cast<std::uint32_t>(arena_.size()), static_cast<std::uint32_t>(key.size())};
+                arena_.append(key);
+                ++count_;
+                return true;
+            }
+            if (slot.hash == hash && std::string_view(arena_).substr(slot.offset, slot.length) == key) return false;
+        }
+    }
+
+private:
+    static constexpr std::uint32_t kEmpty = UINT32_MAX;
+    struct Slot {
+        std::uint64_t hash = 0;
+        std::uint32_t offset = 0;
+        std::uint32_t length = kEmpty;
+    };
+
+    void rehash(std::size_t size) {
+        std::vector<Slot> old(size);
+        old.swap(slots_);
+        for (const Slot& slot : old) {
+            if (slot.length == kEmpty) continue;
+            std::size_t i = slot.hash & (slots_.size() - 1);
+            while (slots_[i].length != kEmpty) i = (i + 1) & (slots_.size() - 1);
+            slots_[i] = slot;
+        }
+    }
+
+    std::vector<Slot> slots_;
+    std::string arena_;
+    std::size_t count_ = 0;
+};
+
 // A SAX handler that keeps of the header only what the checks read: per top-level key,
 // the types and the few values above; every other value is checked and dropped. A key
 // repeated in any object is an error (nlohmann's DOM would keep the last). Time and
@@ -150,7 +197,7 @@ public:
     bool key(Json::string_t& key) {
         Frame& frame = frames_.back();
         if (frames_.size() == 1) entry_ = key;
-        if (!frame.keys.insert(key).second) {
+        if (!frame.keys.insert(key)) {
             if (frames_.size() == 1) throw_format_error(name_, "header names " + detail::quoted(key) + " twice");
             throw_format_error(
                 name_, "header entry " + detail::quoted(entry_) + " has the key " + detail::quoted(key) + " twice");
@@ -178,8 +225,8 @@ private:
     enum class Role { Top, Entry, Metadata, Shape, Offsets, Other };
     struct Frame {
         Role role;
-        std::unordered_set<std::string> keys;  // an object's keys so far
-        std::string key;                       // an object's current key
+        KeySet keys;      // an object's keys so far
+        std::string key;  // an object's current key
     };
 
     // Records a value (a scalar, or an object or array being opened) where it stands;
