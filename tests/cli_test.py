@@ -557,6 +557,21 @@ class CliTest(unittest.TestCase):
     # ---- streams: endless and oversized input (issue 17) -----------------------------
     # Standard input and pipes are read against what their header promises, with a
     # one-byte probe for trailing bytes; a .safetensors header is parsed in one SAX pass.
+    # The peak RSS of attn-cli alone: a child forked from this (large) Python process
+    # inherits its RSS high-water mark through exec, so a small Python (-S, no numpy)
+    # starts attn-cli and writes its exit status and ru_maxrss to the file argv[1].
+    MAXRSS = ("import os, sys\n"
+              "pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)\n"
+              "_, status, usage = os.wait4(pid, 0)\n"
+              "open(sys.argv[1], 'w').write(f'{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss * 1024}')\n")
+
+    def measured(self, args):
+        return [sys.executable, "-S", "-c", self.MAXRSS, self.path("maxrss"), CLI, *args]
+
+    def measurement(self):
+        status, peak = read_text(self.path("maxrss")).split()
+        return int(status), int(peak)
+
     def rss_bound(self, bytes_):
         # AddressSanitizer's shadow memory and quarantine add their own (157 MB seen).
         return bytes_ + (250_000_000 if os.environ.get("ATTN_TEST_SANITIZED") else 0)
@@ -583,17 +598,18 @@ class CliTest(unittest.TestCase):
         return child.returncode, read_text(self.path("stderr")), time.monotonic() - start
 
     def run_rss(self, args, feed):
-        """As run_fed, under os.wait4: (exit status, stderr, peak RSS in bytes)."""
+        """attn-cli ARGS with standard input from `sh -c FEED`: (exit status, stderr, peak
+        RSS in bytes)."""
         feeder = subprocess.Popen(["sh", "-c", feed], stdout=subprocess.PIPE, cwd=self.dir)
         with open(self.path("stderr"), "wb") as err:
-            child = subprocess.Popen([CLI, *args], stdin=feeder.stdout, stdout=subprocess.DEVNULL, stderr=err,
-                                     cwd=self.dir)
+            child = subprocess.Popen(self.measured(args), stdin=feeder.stdout, stdout=subprocess.DEVNULL,
+                                     stderr=err, cwd=self.dir)
             feeder.stdout.close()
-            _, status, usage = os.wait4(child.pid, 0)
-            child.returncode = os.waitstatus_to_exitcode(status)
+            child.wait(timeout=120)
         feeder.kill()
         feeder.wait()
-        return child.returncode, read_text(self.path("stderr")), usage.ru_maxrss * 1024
+        status, peak = self.measurement()
+        return status, read_text(self.path("stderr")), peak
 
     def small_npy(self):
         np.save(self.path("small.npy"), np.array([1.5, -2.0], np.float32))  # 8 data bytes
@@ -679,10 +695,10 @@ class CliTest(unittest.TestCase):
         import time
         start = time.monotonic()
         with open(self.path("stderr"), "wb") as err:
-            child = subprocess.Popen([CLI, *args], stdout=subprocess.DEVNULL, stderr=err)
-            _, status, usage = os.wait4(child.pid, 0)
-        return (os.waitstatus_to_exitcode(status), read_text(self.path("stderr")), time.monotonic() - start,
-                usage.ru_maxrss * 1024)
+            subprocess.run(self.measured(args), stdout=subprocess.DEVNULL, stderr=err, timeout=120)
+        seconds = time.monotonic() - start
+        status, peak = self.measurement()
+        return status, read_text(self.path("stderr")), seconds, peak
 
     def test_safetensors_header_of_100000_metadata_keys_parses_in_linear_time(self):
         # nlohmann's ordered_json took 36 s over these keys (a linear search per key).
