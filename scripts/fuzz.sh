@@ -5,7 +5,7 @@
 # executions libFuzzer ran and the crashes it found; exits 1 if any harness found one,
 # leaving the crashing input where the line says.
 #
-#   scripts/fuzz.sh                      every harness for 90 s (about 8 minutes in all)
+#   scripts/fuzz.sh                      every harness for 90 s (about 11 minutes in all)
 #   scripts/fuzz.sh -t 600 json npz      those harnesses for 10 minutes each
 #   scripts/fuzz.sh -k out/ npy          keep the grown corpus and any crash under out/npy/
 #
@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all_harnesses=(npy npz safetensors json attention)
+all_harnesses=(npy npz safetensors safetensors_header stream json attention)
 seconds=${ATTN_FUZZ_SECONDS:-90}
 keep=""
 usage() {
@@ -55,9 +55,13 @@ for h in "${harnesses[@]}"; do
     dir=$work/$h
     mkdir -p "$dir/corpus" "$dir/crashes"
     if [ -d "tests/fuzz/corpus/$h" ]; then cp -R "tests/fuzz/corpus/$h/." "$dir/corpus/"; fi
+    # A budget per input: -timeout seconds of run time, -rss_limit_mb of memory (also the
+    # most one malloc may ask for). The readers bound every allocation by the input's size
+    # (or by what a stream has delivered), so an input over budget is a bug.
     args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
           -artifact_prefix="$dir/crashes/")
-    if [ -f "tests/fuzz/$h.dict" ]; then args+=(-dict="$PWD/tests/fuzz/$h.dict"); fi
+    dict=tests/fuzz/${h%_header}.dict  # the header harness shares safetensors.dict
+    if [ -f "$dict" ]; then args+=(-dict="$PWD/$dict"); fi
     # libFuzzer stops at the first crash; the outer timeout only guards against a hang
     # that its own -timeout could not catch.
     status=0

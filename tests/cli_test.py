@@ -730,6 +730,197 @@ class CliTest(unittest.TestCase):
         np.testing.assert_array_equal(nested, original)
 
 
+    # ---- streams: endless and oversized input (issue 17) -----------------------------
+    # Standard input and pipes are read against what their header promises, with a
+    # one-byte probe for trailing bytes; a .safetensors header is parsed in one SAX pass.
+    # The peak RSS of attn-cli alone: a child forked from this (large) Python process
+    # inherits its RSS high-water mark through exec, so a small Python (-S, no numpy)
+    # starts attn-cli and writes its exit status and ru_maxrss to the file argv[1].
+    MAXRSS = ("import os, sys\n"
+              "pid = os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ)\n"
+              "_, status, usage = os.wait4(pid, 0)\n"
+              "open(sys.argv[1], 'w').write(f'{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss * 1024}')\n")
+
+    def measured(self, args):
+        return [sys.executable, "-S", "-c", self.MAXRSS, self.path("maxrss"), CLI, *args]
+
+    def measurement(self):
+        status, peak = read_text(self.path("maxrss")).split()
+        return int(status), int(peak)
+
+    def rss_bound(self, bytes_):
+        # AddressSanitizer's shadow memory and quarantine add their own (157 MB seen).
+        return bytes_ + (250_000_000 if os.environ.get("ATTN_TEST_SANITIZED") else 0)
+
+    def run_fed(self, args, feed, timeout=20):
+        """attn-cli ARGS with standard input from `sh -c FEED`: (exit status, stderr,
+        seconds); fails if attn-cli still runs after `timeout` seconds."""
+        import time
+        feeder = subprocess.Popen(["sh", "-c", feed], stdout=subprocess.PIPE, cwd=self.dir)
+        start = time.monotonic()
+        with open(self.path("stderr"), "wb") as err:
+            child = subprocess.Popen([CLI, *args], stdin=feeder.stdout, stdout=subprocess.DEVNULL, stderr=err,
+                                     cwd=self.dir)
+            feeder.stdout.close()
+            try:
+                child.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+                self.fail(f"attn-cli {' '.join(args)} still reading after {timeout} s")
+            finally:
+                feeder.kill()
+                feeder.wait()
+        return child.returncode, read_text(self.path("stderr")), time.monotonic() - start
+
+    def run_rss(self, args, feed):
+        """attn-cli ARGS with standard input from `sh -c FEED`: (exit status, stderr, peak
+        RSS in bytes)."""
+        feeder = subprocess.Popen(["sh", "-c", feed], stdout=subprocess.PIPE, cwd=self.dir)
+        with open(self.path("stderr"), "wb") as err:
+            child = subprocess.Popen(self.measured(args), stdin=feeder.stdout, stdout=subprocess.DEVNULL,
+                                     stderr=err, cwd=self.dir)
+            feeder.stdout.close()
+            child.wait(timeout=120)
+        feeder.kill()
+        feeder.wait()
+        status, peak = self.measurement()
+        return status, read_text(self.path("stderr")), peak
+
+    def small_npy(self):
+        np.save(self.path("small.npy"), np.array([1.5, -2.0], np.float32))  # 8 data bytes
+        return "small.npy"
+
+    def test_stdin_npy_then_512_mib_stops_at_the_promise(self):
+        self.small_npy()
+        status, err, peak = self.run_rss(["convert", "-", "out.npy"], "cat small.npy; head -c 536870912 /dev/zero")
+        self.assertEqual(status, 1, err)
+        self.assertRegex(err, r"^attn-cli: error: <stdin>: npy data is longer than the 8 bytes shape \(2,\) needs "
+                              r"\(trailing bytes; the input was read no further\)\n$")
+        # Read whole, the peak was 531 MB; now the header, 8 bytes and a probe.
+        self.assertLess(peak, self.rss_bound(50_000_000), f"peak RSS {peak} bytes")
+        self.assertFalse(os.path.exists(self.path("out.npy")))
+
+    def test_endless_input_after_a_header_stops_within_seconds(self):
+        self.small_npy()
+        st_header = json.dumps({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}).encode()
+        with open(self.path("small.safetensors"), "wb") as f:
+            f.write(len(st_header).to_bytes(8, "little") + st_header + bytes(8))
+        for fixture, message in [("small.npy", "npy data is longer than the 8 bytes"),
+                                 ("small.safetensors", f"input is longer than the {16 + len(st_header)} bytes")]:
+            with self.subTest(fixture):
+                status, err, seconds = self.run_fed(["sdpa", "-q", "-", "-k", "small.npy", "-v", "small.npy"],
+                                                    f"cat {fixture} /dev/zero", timeout=20)
+                self.assertEqual(status, 1, err)
+                self.assertIn(f"attn-cli: error: <stdin>: {message}", err)
+                self.assertEqual(err.count("\n"), 1, err)
+                self.assertLess(seconds, 10)
+
+    def test_fifo_path_is_read_as_a_stream(self):
+        self.small_npy()
+        fifo = self.path("pipe")
+        os.mkfifo(fifo)
+        import time
+        feeder = subprocess.Popen(["sh", "-c", "cat small.npy /dev/zero > pipe"], cwd=self.dir)
+        start = time.monotonic()
+        p = subprocess.run([CLI, "convert", fifo, self.path("out.npy")], capture_output=True, timeout=20)
+        seconds = time.monotonic() - start
+        feeder.kill()
+        feeder.wait()
+        self.assert_error(p, 1, fifo + ": npy data is longer than the 8 bytes shape (2,) needs (trailing bytes")
+        self.assertLess(seconds, 10)
+        # A FIFO fed a valid .npy and closed is read like the file.
+        feeder = subprocess.Popen(["sh", "-c", "cat small.npy > pipe"], cwd=self.dir)
+        p = run("convert", fifo, self.path("out.json"))
+        feeder.wait()
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(read_text(self.path("out.json")))["data"], [1.5, -2.0])
+
+    def test_streams_read_every_format_whole(self):
+        # Through a pipe (no size), each format reads as from its file, members included.
+        a = np.arange(6, dtype=np.float32).reshape(2, 3)
+        np.savez(self.path("a.npz"), a=a)
+        for out in ("a.json", "a.safetensors"):
+            p = run("convert", self.path("a.npz"), self.path(out))
+            self.assertEqual(p.returncode, 0, p.stderr)
+        for name in ("a.npz", "a.json", "a.safetensors"):
+            with self.subTest(name):
+                p = subprocess.run(["sh", "-c", f"cat {name} | '{CLI}' convert - -"], capture_output=True,
+                                   cwd=self.dir, timeout=60)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                np.testing.assert_array_equal(load_json(p.stdout.decode()), a)
+        # A member of an archive on standard input (-:NAME).
+        np.savez(self.path("w.npz"), a=a, b=np.ones((1, 2), np.int8))
+        p = subprocess.run(["sh", "-c", f"cat w.npz | '{CLI}' sdpa -q -:a -k a.json -v a.safetensors"],
+                           capture_output=True, cwd=self.dir, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(load_json(p.stdout.decode()).shape, (2, 3))
+
+    def test_char_device_fails_fast(self):
+        if not os.path.exists("/dev/zero"):
+            self.skipTest("no /dev/zero")
+        p = run("sdpa", "-q", "/dev/zero", "-k", "/dev/zero", "-v", "/dev/zero")
+        self.assert_error(p, 1, "/dev/zero: unrecognised format")
+
+    def safetensors_with_header(self, name, header):
+        with open(self.path(name), "wb") as f:
+            f.write(len(header).to_bytes(8, "little") + header)
+        return self.path(name)
+
+    def timed_rss(self, args):
+        import time
+        start = time.monotonic()
+        with open(self.path("stderr"), "wb") as err:
+            subprocess.run(self.measured(args), stdout=subprocess.DEVNULL, stderr=err, timeout=120)
+        seconds = time.monotonic() - start
+        status, peak = self.measurement()
+        return status, read_text(self.path("stderr")), seconds, peak
+
+    def test_safetensors_header_of_100000_metadata_keys_parses_in_linear_time(self):
+        # nlohmann's ordered_json took 36 s over these keys (a linear search per key).
+        meta = {f"key{i:06d}": "v" for i in range(100_000)}
+        header = json.dumps({"__metadata__": meta, "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})
+        path = self.safetensors_with_header("meta.safetensors", header.encode())
+        with open(path, "ab") as f:
+            f.write(np.array([1.5, 2.5], np.float32).tobytes())
+        status, err, seconds, peak = self.timed_rss(["convert", path, self.path("out.json")])
+        self.assertEqual(status, 0, err)
+        self.assertEqual(json.loads(read_text(self.path("out.json")))["data"], [1.5, 2.5])
+        self.assertLess(seconds, 5)
+        self.assertLess(peak, self.rss_bound(10 * len(header) + 50_000_000), f"peak RSS {peak} bytes")
+
+    def test_safetensors_deep_header_is_refused_in_bounded_time_and_memory(self):
+        # 10 MB of nesting took 388 MB as a DOM; the scan stops at 64 levels.
+        depth = 5_000_000
+        header = b'{"__metadata__": ' + b"[" * depth + b"]" * depth + b"}"
+        path = self.safetensors_with_header("deep.safetensors", header)
+        status, err, seconds, peak = self.timed_rss(["convert", path, self.path("out.npy")])
+        self.assertEqual(status, 1, err)
+        self.assertEqual(err, f"attn-cli: error: {path}: header is nested deeper than 64 levels\n")
+        self.assertLess(seconds, 5)
+        self.assertLess(peak, self.rss_bound(10 * len(header) + 50_000_000), f"peak RSS {peak} bytes")
+
+    def test_rank_cap_of_safetensors_matches_npy(self):
+        # A rank-64 tensor goes through every format and back; 65 is refused by each reader.
+        shape = [1] * 64
+        header = json.dumps({"a": {"dtype": "F32", "shape": shape, "data_offsets": [0, 4]}}).encode()
+        path = self.safetensors_with_header("r64.safetensors", header)
+        with open(path, "ab") as f:
+            f.write(bytes(4))
+        for out in ("o.npy", "o.json", "o.npz", "o.safetensors"):
+            with self.subTest(out):
+                p = run("convert", path, self.path(out))
+                self.assertEqual(p.returncode, 0, p.stderr)
+                p = run("convert", self.path(out), "-")  # numpy itself stops at 32 dimensions
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertEqual(json.loads(p.stdout)["shape"], shape)
+        header = json.dumps({"a": {"dtype": "F32", "shape": [1] * 65, "data_offsets": [0, 4]}}).encode()
+        path = self.safetensors_with_header("r65.safetensors", header)
+        with open(path, "ab") as f:
+            f.write(bytes(4))
+        self.assert_error(run("convert", path, self.path("o.npy")), 1,
+                          path + ": tensor 'a': shape has 65 dimensions, over the cap of 64")
+
     # ---- inspect ----------------------------------------------------------------------
     def mha_weights(self):
         """The example's per-head weights (2, 8, 5, 5), as the README makes them."""

@@ -349,9 +349,12 @@ TEST_CASE("json: the writer's text") {
         const std::string m = error_of([&] { encode(huge, io::JsonLayout::Nested); }, ErrorKind::Value);
         CHECK(contains(m, "shape (1, 100000000000, 0) has no elements but would be written as more than"));
     }
-    SUBCASE("rank above 64 is written (the reader's cap is its own)") {
+    SUBCASE("rank above 64 is refused, as every writer refuses it (kMaxRank: what is written reads back)") {
         const Tensor deep = Tensor::zeros(DType::Bool, Shape(70, 1));
-        CHECK(encode(deep, io::JsonLayout::Nested) == std::string(70, '[') + "false" + std::string(70, ']') + "\n");
+        const std::string m = error_of([&] { encode(deep, io::JsonLayout::Nested); }, ErrorKind::Value);
+        CHECK(contains(m, "tensor: its shape has 70 dimensions, over the cap of 64"));
+        const Tensor at_cap = Tensor::zeros(DType::Bool, Shape(64, 1));
+        CHECK(encode(at_cap, io::JsonLayout::Nested) == std::string(64, '[') + "false" + std::string(64, ']') + "\n");
     }
     SUBCASE("integers and bools exactly") {
         CHECK(encode(tensor_of<std::uint64_t>({2}, {18446744073709551615u, 0})) ==

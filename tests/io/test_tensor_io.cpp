@@ -4,8 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <string>
+#include <utility>
 
 #include "attn/io.hpp"
 #include "test_support.hpp"
@@ -264,4 +268,96 @@ TEST_CASE("write_tensor: the OUT extension picks the format, unknown ones are us
     as_npy.format = io::Format::Npy;
     io::write_tensor(dir.file("x.txt"), sample(), as_npy);
     CHECK(io::decode_npy(test::fixture_at(dir.file("x.txt")), "x.txt").shape() == Shape{2, 3});
+}
+
+// ---- streams: standard input and pipes (issue 17) ------------------------------------
+
+namespace {
+
+// The bytes in pieces of at most `piece`, then (when `endless`) zeros without end;
+// counts what it handed out.
+class PieceSource final : public io::ByteSource {
+public:
+    PieceSource(std::string bytes, std::size_t piece, bool endless = false)
+        : bytes_(std::move(bytes)), piece_(piece), endless_(endless) {}
+    std::size_t read(char* out, std::size_t size) override {
+        const std::size_t n = std::min(size, piece_);
+        std::size_t given = std::min(n, bytes_.size() - std::min(bytes_.size(), consumed_));
+        std::memcpy(out, bytes_.data() + consumed_, given);
+        if (given == 0 && endless_) {
+            std::memset(out, 0, n);
+            given = n;
+        }
+        consumed_ += given;
+        return given;
+    }
+    std::size_t consumed() const { return consumed_; }
+
+private:
+    std::string bytes_;
+    std::size_t piece_;
+    bool endless_;
+    std::size_t consumed_ = 0;
+};
+
+std::string encoded(const Tensor& t, io::Format format) {
+    io::StringSink sink;
+    io::encode_tensor(t, format, sink);
+    return sink.take();
+}
+
+}  // namespace
+
+TEST_CASE("read_tensor_stream: every format, in pieces of any size, reads as its file") {
+    for (io::Format format : {io::Format::Npy, io::Format::Npz, io::Format::Safetensors, io::Format::Json}) {
+        const std::string bytes = encoded(sample(), format);
+        for (std::size_t piece : {std::size_t(1), std::size_t(7), bytes.size() + 1}) {
+            CAPTURE(piece);
+            PieceSource source(bytes, piece);
+            const Tensor t = io::read_tensor_stream(source, "<stdin>");
+            CHECK(t.shape() == Shape{2, 3});
+            CHECK(t.values<float>() == sample().values<float>());
+            CHECK(source.consumed() == bytes.size());
+        }
+    }
+}
+
+TEST_CASE("read_tensor_stream: .npy and .safetensors stop one byte after their promise") {
+    for (io::Format format : {io::Format::Npy, io::Format::Safetensors}) {
+        const std::string bytes = encoded(sample(), format);
+        PieceSource endless(bytes, 4096, true);
+        const std::string message = test::error_of([&] { io::read_tensor_stream(endless, "<stdin>"); });
+        CHECK(test::contains(message, "<stdin>: "));
+        CHECK(test::contains(message, "(trailing bytes; the input was read no further)"));
+        // The promise, the one-byte probe, and no more than the probe's piece.
+        CHECK(endless.consumed() <= bytes.size() + 4096);
+        PieceSource one_more(bytes + "x", 1);
+        CHECK_THROWS_AS(io::read_tensor_stream(one_more, "<stdin>"), Error);
+        CHECK(one_more.consumed() == bytes.size() + 1);
+    }
+}
+
+TEST_CASE("read_tensor_stream: a stream that ends short is truncated, as a file is") {
+    const std::string bytes = encoded(sample(), io::Format::Npy);
+    PieceSource source(bytes.substr(0, bytes.size() - 1), 5);
+    CHECK(test::contains(test::error_of([&] { io::read_tensor_stream(source, "<stdin>"); }),
+                         "<stdin>: npy data is 23 bytes, shape (2, 3) needs 24 (truncated)"));
+    PieceSource zeros("", 4096, true);
+    CHECK(test::contains(test::error_of([&] { io::read_tensor_stream(zeros, "/dev/zero"); }),
+                         "/dev/zero: unrecognised format"));
+    CHECK(zeros.consumed() <= 4096);
+}
+
+TEST_CASE("rank cap: one cap of 64 dimensions, refused by every writer") {
+    const Tensor r65 = Tensor::zeros(DType::Float32, Shape(kMaxRank + 1, 1));
+    for (io::Format format : {io::Format::Npy, io::Format::Npz, io::Format::Safetensors, io::Format::Json}) {
+        io::StringSink sink;
+        const std::string message = test::error_of([&] { io::encode_tensor(r65, format, sink); }, ErrorKind::Value);
+        CHECK(test::contains(message, "its shape has 65 dimensions, over the cap of 64"));
+    }
+    const Tensor r64 = Tensor::zeros(DType::Float32, Shape(kMaxRank, 1));
+    for (io::Format format : {io::Format::Npy, io::Format::Npz, io::Format::Safetensors, io::Format::Json}) {
+        PieceSource source(encoded(r64, format), 4096);
+        CHECK(io::read_tensor_stream(source, "<stdin>").rank() == kMaxRank);
+    }
 }

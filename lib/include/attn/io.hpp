@@ -52,6 +52,30 @@ std::string read_file(const std::string& path, std::string_view what = "a tensor
 // How messages name a path: the path made printable (attn::printable), "<stdin>" for "-".
 std::string display_name(const std::string& path);
 
+// ---- Inputs without a size: standard input, pipes, character devices ----------------
+// Such an input is read as a stream against what its first bytes promise
+// (docs/formats.md, "Standard input and other streams"): an .npy or .safetensors input
+// is read to the size its header promises, then one byte more is asked for, and any
+// such byte is an error ("trailing bytes") before more is read; JSON and .npz, which
+// promise no size, are read up to kMaxStreamBytes.
+
+// The most bytes a JSON or .npz input (or a labels file) is read to from a stream.
+constexpr std::size_t kMaxStreamBytes = std::size_t(1) << 30;  // 1 GiB
+
+// Bytes read in order from a source of unknown size.
+class ByteSource {
+public:
+    virtual ~ByteSource() = default;
+    // Reads up to `size` (> 0) bytes into `out`; returns how many, 0 only at the end.
+    virtual std::size_t read(char* out, std::size_t size) = 0;
+};
+
+// One TENSOR (with `member` as in TensorRef) read from a stream as read_tensor reads
+// standard input: `format` when known (a FIFO's extension), else sniffed from the first
+// bytes. `name` is what errors call the input.
+Tensor read_tensor_stream(ByteSource& source, const std::string& name, const std::string& member = "",
+                          std::optional<Format> format = std::nullopt);
+
 // ---- Reading ----------------------------------------------------------------------
 // `name` is what error messages call the input (usually the file name).
 

@@ -50,6 +50,11 @@ enum class DType : std::uint8_t {
 
 using Shape = std::vector<std::size_t>;
 
+// The highest rank a tensor file may hold (numpy's NPY_MAXDIMS): every reader refuses a
+// file with more dimensions and every writer a tensor with more (.npy, .npz,
+// .safetensors, JSON; docs/formats.md), so what attn-cli writes it can read back.
+constexpr std::size_t kMaxRank = 64;
+
 // numpy's name of the dtype: "bool", "int8", ..., "float32", "float64".
 std::string_view dtype_name(DType dtype);
 // The inverse of dtype_name; nullopt for anything else.

@@ -44,6 +44,12 @@ float bfloat16_to_float(std::uint16_t bits) {
     return f;
 }
 
+void check_rank(std::size_t rank, ErrorKind kind, const std::string& name, const std::string& what) {
+    if (rank <= kMaxRank) return;
+    throw Error(kind, name,
+                what + " has " + std::to_string(rank) + " dimensions, over the cap of " + std::to_string(kMaxRank));
+}
+
 std::size_t checked_mul(std::size_t a, std::size_t b, const std::string& subject) {
     if (a != 0 && b > std::numeric_limits<std::size_t>::max() / a) {
         throw_format_error(subject, "size overflows (" + std::to_string(a) + " x " + std::to_string(b) + ")");

@@ -33,6 +33,10 @@ float bfloat16_to_float(std::uint16_t bits);
 std::size_t checked_mul(std::size_t a, std::size_t b, const std::string& subject);
 std::size_t checked_add(std::size_t a, std::size_t b, const std::string& subject);
 
+// Throws `kind` "NAME: WHAT has RANK dimensions, over the cap of 64" when `rank` is over
+// kMaxRank (attn/tensor.hpp).
+void check_rank(std::size_t rank, ErrorKind kind, const std::string& name, const std::string& what);
+
 // Little-endian load and store of an unsigned integer of N bytes.
 inline std::uint64_t load_le(const char* p, std::size_t n) {
     std::uint64_t v = 0;

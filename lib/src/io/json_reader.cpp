@@ -41,9 +41,9 @@ using detail::NumberToken;
 using detail::out_of_range_value;
 using detail::scan_number;
 
-// Deepest array nesting (and so highest rank) a JSON tensor may have. numpy caps ndim at
-// 64 too; the cap is what keeps a "[[[[..." bomb from costing more than a short scan.
-constexpr std::size_t kMaxDepth = 64;
+// Deepest array nesting (and so highest rank) a JSON tensor may have: kMaxRank, the cap of
+// every format; it is what keeps a "[[[[..." bomb from costing more than a short scan.
+constexpr std::size_t kMaxDepth = kMaxRank;
 
 constexpr std::size_t kUnknown = std::numeric_limits<std::size_t>::max();
 

@@ -22,6 +22,7 @@
 #include "attn/io.hpp"
 #include "attn/tensor.hpp"
 #include "common/text.hpp"
+#include "io/element_decode.hpp"
 #include "io/float_format.hpp"
 #include "io/json_rows.hpp"
 
@@ -250,6 +251,7 @@ std::string object_head(DType dtype, const Shape& shape) {
 
 void write_tensor_json(ChunkWriter& writer, const Tensor& tensor, JsonLayout layout) {
     const Shape shape = tensor.shape();
+    attn::detail::check_rank(shape.size(), ErrorKind::Value, "tensor", "its shape");
     if (layout == JsonLayout::Object) writer.put(object_head(tensor.dtype(), shape));
     if (layout == JsonLayout::Object && tensor.size() == 0 && !shape.empty()) {
         // Flat and empty: the shape says the rest, and nested empties could be any size.

@@ -179,7 +179,9 @@ private:
             }
         }
         ++pos_;
-        if (shape.size() > 64) throw_format_error(name_, "npy header: shape has more than 64 dimensions");
+        if (shape.size() > kMaxRank) {
+            throw_format_error(name_, "npy header: shape has more than " + std::to_string(kMaxRank) + " dimensions");
+        }
         return shape;
     }
 
@@ -232,6 +234,7 @@ std::string descr_of(DType dtype) {
 }  // namespace
 
 std::string npy_header(DType dtype, const Shape& shape) {
+    detail::check_rank(shape.size(), ErrorKind::Value, "tensor", "its shape");
     std::string dict = "{'descr': '" + descr_of(dtype) + "', 'fortran_order': False, 'shape': (";
     for (std::size_t i = 0; i < shape.size(); ++i) {
         if (i > 0) dict += ", ";

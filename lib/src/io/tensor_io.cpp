@@ -7,12 +7,16 @@
 #include <cctype>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <new>
 #include <string_view>
 
 #include "attn/io.hpp"
 #include "common/text.hpp"
 #include "io/json_numbers.hpp"
 #include "io/npy_header.hpp"
+#include "io/safetensors_header.hpp"
 
 namespace attn::io {
 namespace {
@@ -75,32 +79,16 @@ public:
         }
     }
 
+    // The whole of a regular file.
     std::string read_all() const {
-        std::string bytes;
-        if (regular_) {
-            check_memory(size_, path_, "the whole file");
-            bytes.resize(size_);
-            read_at(bytes.data(), size_, 0);
-            return bytes;
-        }
-        std::size_t used = 0;
-        bytes.resize(std::size_t(1) << 16);
-        while (true) {
-            if (used == bytes.size()) {
-                check_memory(bytes.size() * 2, path_, "the input read so far");
-                bytes.resize(bytes.size() * 2);
-            }
-            const ssize_t n = ::read(fd_, bytes.data() + used, bytes.size() - used);
-            if (n < 0) {
-                if (errno == EINTR) continue;
-                detail::throw_errno(path_, "read failed", errno);
-            }
-            if (n == 0) break;
-            used += static_cast<std::size_t>(n);
-        }
-        bytes.resize(used);
+        check_memory(size_, path_, "the whole file");
+        std::string bytes(size_, '\0');
+        read_at(bytes.data(), size_, 0);
         return bytes;
     }
+
+    int fd() const { return fd_; }
+    const std::string& name() const { return path_; }
 
 private:
     std::string path_;
@@ -109,6 +97,160 @@ private:
     bool regular_ = false;
     std::size_t size_ = 0;
 };
+
+// A file descriptor read as a stream (standard input, a pipe, a character device).
+class FdSource final : public ByteSource {
+public:
+    FdSource(int fd, const std::string& name) : fd_(fd), name_(name) {}
+    std::size_t read(char* out, std::size_t size) override {
+        while (true) {
+            const ssize_t n = ::read(fd_, out, std::min<std::size_t>(size, std::size_t(1) << 30));
+            if (n >= 0) return static_cast<std::size_t>(n);
+            if (errno != EINTR) detail::throw_errno(name_, "read failed", errno);
+        }
+    }
+
+private:
+    int fd_;
+    const std::string& name_;
+};
+
+// The bytes of a stream read so far, read further only up to a size asked for.
+class StreamBytes {
+public:
+    explicit StreamBytes(ByteSource& source) : source_(source) {}
+
+    // Reads until `size` bytes are held or the stream ends; false when it ended short
+    // (then bytes() is the whole input). The buffer doubles as bytes come (a pipe gives
+    // 64 KiB a read), with realloc, which moves large blocks without copying them and
+    // leaves the new room untouched: memory is what was read, never what was promised.
+    bool fill(std::size_t size) {
+        while (used_ < size && !ended_) {
+            if (used_ == capacity_) grow(std::min(size, std::max(2 * capacity_, std::size_t(1) << 16)));
+            const std::size_t got = source_.read(buffer_.get() + used_, std::min(size, capacity_) - used_);
+            used_ += got;
+            ended_ = got == 0;
+        }
+        return used_ >= size;
+    }
+    // Whether one more byte follows those held (it is read, and kept).
+    bool more() { return fill(used_ + 1); }
+    bool ended() const { return ended_; }
+    // Refuses a promise of more bytes than memory holds, before any is read.
+    static void check_room(std::size_t size, const std::string& name) {
+        check_memory(size, name, "the input its header promises");
+    }
+    std::string_view bytes() const { return {buffer_.get(), used_}; }
+
+private:
+    void grow(std::size_t capacity) {
+        char* grown = static_cast<char*>(std::realloc(buffer_.get(), capacity));
+        if (grown == nullptr) throw std::bad_alloc();
+        static_cast<void>(buffer_.release());
+        buffer_.reset(grown);
+        capacity_ = capacity;
+    }
+    struct Free {
+        void operator()(char* p) const { std::free(p); }
+    };
+
+    ByteSource& source_;
+    std::unique_ptr<char, Free> buffer_;
+    std::size_t capacity_ = 0;
+    std::size_t used_ = 0;
+    bool ended_ = false;
+};
+
+// The format of a stream from its first bytes (at least 9, or the whole input): as
+// sniff_format, except that a .safetensors header length is checked against the cap, the
+// stream's size being unknown.
+std::optional<Format> sniff_stream(std::string_view bytes) {
+    if (bytes.size() >= 9 && bytes[8] == '{') {
+        const std::uint64_t header = detail::load_le(bytes.data(), 8);
+        if (header >= 2 && header <= detail::kSafetensorsMaxHeaderBytes) return Format::Safetensors;
+    }
+    return sniff_format(bytes);
+}
+
+[[noreturn]] void throw_trailing(const std::string& name, const std::string& what) {
+    throw Error(ErrorKind::Format, name, what + " (trailing bytes; the input was read no further)");
+}
+
+// An .npy stream: the header, then the data bytes it promises, then a one-byte probe.
+// Returns when the stream ended short, for decode_npy to name what is missing.
+void read_npy_stream(StreamBytes& in, const std::string& name) {
+    // Every .npy file is longer than 12 bytes: magic, version, length, at least "{}".
+    if (!in.fill(12)) return;
+    const std::string_view first = in.bytes();
+    const std::size_t length_size = first[6] == 1 ? 2 : 4;
+    const std::size_t header_length = detail::load_le(first.data() + 8, length_size);
+    if (header_length <= detail::kNpyMaxHeaderSize && !in.fill(8 + length_size + header_length)) return;
+    // Throws for a bad magic, version or header, and for a header length over the cap.
+    const detail::NpyHeader header = detail::parse_npy_header(in.bytes(), in.bytes().size(), name);
+    const std::size_t total = detail::checked_add(header.data_offset, header.data_size, name);
+    StreamBytes::check_room(total, name);
+    if (!in.fill(total)) return;
+    if (in.more()) {
+        throw_trailing(name, "npy data is longer than the " + std::to_string(header.data_size) + " bytes shape " +
+                                 shape_to_string(header.shape) + " needs");
+    }
+}
+
+// A .safetensors stream: the 8 length bytes, the header, the data buffer it promises,
+// then a one-byte probe. Returns when the stream ended short, as read_npy_stream does.
+void read_safetensors_stream(StreamBytes& in, const std::string& name) {
+    if (!in.fill(8)) return;
+    const std::uint64_t header_length = detail::safetensors_header_length(in.bytes(), name);
+    if (!in.fill(8 + header_length)) return;
+    const std::uint64_t data_size =
+        detail::safetensors_data_size(std::string_view(in.bytes()).substr(8, header_length), name);
+    const std::size_t total = detail::checked_add(8 + header_length, data_size, name);
+    StreamBytes::check_room(total, name);
+    if (!in.fill(total)) return;
+    if (in.more())
+        throw_trailing(name,
+                       "input is longer than the " + std::to_string(total) + " bytes its header and data_offsets take");
+}
+
+// A stream that promises no size (JSON, .npz, text), read whole up to kMaxStreamBytes.
+void read_capped_stream(StreamBytes& in, const std::string& name, const std::string& what) {
+    if (in.fill(kMaxStreamBytes + 1)) {
+        throw Error(ErrorKind::Format, name,
+                    what + " read from a stream is over the cap of " + std::to_string(kMaxStreamBytes) +
+                        " bytes (give it as a regular file)");
+    }
+}
+
+std::string_view format_noun(Format format) {
+    switch (format) {
+        case Format::Npz: return "an .npz archive";
+        case Format::Json: return "JSON";
+        default: return "input";
+    }
+}
+
+// Reads a stream into `in` as far as its format allows. Returns its format when the
+// stream told it; nullopt when the input is whole (it ended) and resolve_input_format
+// is to sniff it, or when its first bytes match no format.
+std::optional<Format> read_stream(StreamBytes& in, std::optional<Format> format, const std::string& name) {
+    if (!format) {
+        in.fill(9);
+        // Only JSON whitespace so far: JSON or nothing known, read whole (up to the cap).
+        if (!in.ended() && std::all_of(in.bytes().begin(), in.bytes().end(), detail::is_json_space)) {
+            read_capped_stream(in, name, "JSON");
+        }
+        if (in.ended()) return std::nullopt;
+        format = sniff_stream(in.bytes());
+        if (!format) return std::nullopt;  // resolve_input_format names it unrecognised
+    }
+    switch (*format) {
+        case Format::Npy: read_npy_stream(in, name); break;
+        case Format::Safetensors: read_safetensors_stream(in, name); break;
+        case Format::Npz:
+        case Format::Json: read_capped_stream(in, name, std::string(format_noun(*format))); break;
+    }
+    return format;
+}
 
 // A regular .npy file read straight into the tensor's memory: one copy, no file buffer.
 Tensor read_npy_file(const InputFile& file, const std::string& name) {
@@ -134,14 +276,15 @@ Tensor read_npy_file(const InputFile& file, const std::string& name) {
     return detail::decode_elements(e, header.shape, data.data(), name, header.fortran_order);
 }
 
-Format resolve_input_format(const std::string& path, std::string_view bytes) {
-    if (path != "-") {
-        if (auto f = format_from_extension(path)) return *f;
-    }
+Format resolve_input_format(std::optional<Format> by_extension, std::string_view bytes, const std::string& name) {
+    if (by_extension) return *by_extension;
     if (auto f = sniff_format(bytes)) return *f;
-    if (bytes.empty()) throw Error(ErrorKind::Format, display_name(path), "file is empty (expected a tensor)");
-    throw Error(ErrorKind::Format, display_name(path),
-                "unrecognised format (expected .npy, .npz, .safetensors or JSON content)");
+    if (bytes.empty()) throw Error(ErrorKind::Format, name, "file is empty (expected a tensor)");
+    throw Error(ErrorKind::Format, name, "unrecognised format (expected .npy, .npz, .safetensors or JSON content)");
+}
+
+std::optional<Format> extension_format(const std::string& path) {
+    return path == "-" ? std::nullopt : format_from_extension(path);
 }
 
 // The archive's only tensor, when no member was named.
@@ -169,6 +312,49 @@ bool looks_like_safetensors(std::string_view bytes) {
 bool looks_like_json(std::string_view bytes) {
     const auto first = std::find_if_not(bytes.begin(), bytes.end(), detail::is_json_space);
     return first != bytes.end() && (*first == '[' || *first == '{');
+}
+
+void check_no_member(const TensorRef& ref, const std::string& name) {
+    if (!ref.member.empty())
+        throw Error(ErrorKind::Usage, name + ":" + ref.member,
+                    "an .npy file holds one tensor; drop " + quoted(":" + ref.member));
+}
+
+// One tensor of a whole input in a known format; `member` as in TensorRef.
+Tensor decode_input(std::string_view bytes, Format format, const std::string& member, const std::string& name) {
+    switch (format) {
+        case Format::Npy: check_no_member({"", member}, name); return decode_npy(bytes, name);
+        case Format::Npz:
+            if (bytes.empty()) throw Error(ErrorKind::Format, name, "file is empty (expected an npz archive)");
+            return decode_npz_member(bytes, member.empty() ? only_member(npz_member_names(bytes, name), name) : member,
+                                     name);
+        case Format::Safetensors:
+            if (bytes.empty()) throw Error(ErrorKind::Format, name, "file is empty (expected a safetensors file)");
+            return decode_safetensors_member(
+                bytes, member.empty() ? only_member(safetensors_names(bytes, name), name) : member, name);
+        case Format::Json: break;
+    }
+    if (member.empty()) return decode_json(bytes, name);
+    NamedTensors all = decode_json_archive(bytes, name);
+    std::vector<std::string> names;
+    for (auto& [key, tensor] : all) {
+        if (key == member) return std::move(tensor);
+        names.push_back(key);
+    }
+    throw Error(ErrorKind::Format, name + ":" + member,
+                "no tensor named " + quoted(member) + " (members: " + detail::join_names(names) + ")");
+}
+
+// Every tensor of a whole input in an archive format.
+NamedTensors decode_archive(std::string_view bytes, Format format, const std::string& name) {
+    switch (format) {
+        case Format::Npz: return decode_npz(bytes, name);
+        case Format::Safetensors: return decode_safetensors(bytes, name);
+        case Format::Json: return decode_json_archive(bytes, name);
+        case Format::Npy: break;
+    }
+    throw Error(ErrorKind::Format, name,
+                "expected an archive of named tensors (.npz, .safetensors or a JSON object), found an npy file");
 }
 
 }  // namespace
@@ -206,58 +392,51 @@ std::optional<Format> sniff_format(std::string_view bytes) {
     return std::nullopt;
 }
 
-std::string read_file(const std::string& path, std::string_view what) { return InputFile(path, what).read_all(); }
+std::string read_file(const std::string& path, std::string_view what) {
+    InputFile file(path, what);
+    if (file.regular()) return file.read_all();
+    FdSource source(file.fd(), file.name());
+    StreamBytes in(source);
+    read_capped_stream(in, file.name(), "input");
+    return std::string(in.bytes());
+}
+
+Tensor read_tensor_stream(ByteSource& source, const std::string& name, const std::string& member,
+                          std::optional<Format> format) {
+    StreamBytes in(source);
+    const auto told = read_stream(in, format, name);
+    return decode_input(in.bytes(), told ? *told : resolve_input_format(std::nullopt, in.bytes(), name), member, name);
+}
 
 Tensor read_tensor(const std::string& spec) {
     const TensorRef ref = parse_tensor_ref(spec);
     const std::string name = display_name(ref.path);
-    const std::string subject = ref.member.empty() ? name : name + ":" + ref.member;
     InputFile file(ref.path);
-    const auto by_extension = ref.path == "-" ? std::nullopt : format_from_extension(ref.path);
-    if (by_extension == Format::Npy && file.regular()) {
-        if (!ref.member.empty())
-            throw Error(ErrorKind::Usage, subject, "an .npy file holds one tensor; drop " + quoted(":" + ref.member));
+    const auto by_extension = extension_format(ref.path);
+    if (!file.regular()) {
+        FdSource source(file.fd(), name);
+        return read_tensor_stream(source, name, ref.member, by_extension);
+    }
+    if (by_extension == Format::Npy) {
+        check_no_member(ref, name);
         return read_npy_file(file, name);
     }
     const std::string bytes = file.read_all();
-    switch (resolve_input_format(ref.path, bytes)) {
-        case Format::Npy:
-            if (!ref.member.empty())
-                throw Error(ErrorKind::Usage, subject,
-                            "an .npy file holds one tensor; drop " + quoted(":" + ref.member));
-            return decode_npy(bytes, name);
-        case Format::Npz:
-            if (bytes.empty()) throw Error(ErrorKind::Format, name, "file is empty (expected an npz archive)");
-            return decode_npz_member(
-                bytes, ref.member.empty() ? only_member(npz_member_names(bytes, name), name) : ref.member, name);
-        case Format::Safetensors:
-            if (bytes.empty()) throw Error(ErrorKind::Format, name, "file is empty (expected a safetensors file)");
-            return decode_safetensors_member(
-                bytes, ref.member.empty() ? only_member(safetensors_names(bytes, name), name) : ref.member, name);
-        case Format::Json: break;
-    }
-    if (ref.member.empty()) return decode_json(bytes, name);
-    NamedTensors all = decode_json_archive(bytes, name);
-    std::vector<std::string> names;
-    for (auto& [member, tensor] : all) {
-        if (member == ref.member) return std::move(tensor);
-        names.push_back(member);
-    }
-    throw Error(ErrorKind::Format, subject,
-                "no tensor named " + quoted(ref.member) + " (members: " + detail::join_names(names) + ")");
+    return decode_input(bytes, resolve_input_format(by_extension, bytes, name), ref.member, name);
 }
 
 NamedTensors read_tensor_archive(const std::string& path) {
     const std::string name = display_name(path);
-    const std::string bytes = read_file(path);
-    switch (resolve_input_format(path, bytes)) {
-        case Format::Npz: return decode_npz(bytes, name);
-        case Format::Safetensors: return decode_safetensors(bytes, name);
-        case Format::Json: return decode_json_archive(bytes, name);
-        case Format::Npy: break;
+    InputFile file(path);
+    const auto by_extension = extension_format(path);
+    if (file.regular()) {
+        const std::string bytes = file.read_all();
+        return decode_archive(bytes, resolve_input_format(by_extension, bytes, name), name);
     }
-    throw Error(ErrorKind::Format, name,
-                "expected an archive of named tensors (.npz, .safetensors or a JSON object), found an npy file");
+    FdSource source(file.fd(), name);
+    StreamBytes in(source);
+    const auto told = read_stream(in, by_extension, name);
+    return decode_archive(in.bytes(), told ? *told : resolve_input_format(std::nullopt, in.bytes(), name), name);
 }
 
 Format output_format(const std::string& path, const WriteOptions& options) {
