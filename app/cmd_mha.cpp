@@ -84,13 +84,19 @@ void run_mha(const MhaFlags& f) {
     if (!f.save_weights.empty()) saved = mha_state_dict(weights);
     // The weights file joins the group: written only if every output is.
     std::unique_ptr<io::OutputFile> weights_file;
+    bool widened = false;
     if (!f.save_weights.empty()) {
         weights_file = std::make_unique<io::OutputFile>(f.save_weights);
-        io::encode_tensor_archive(saved, io::archive_format(f.save_weights), *weights_file);
+        const io::Format format = io::archive_format(f.save_weights);
+        std::vector<Tensor*> tensors;
+        for (auto& named : saved) tensors.push_back(&named.second);
+        widened = widen_bfloat16_for_numpy(tensors, format);
+        io::encode_tensor_archive(saved, format, *weights_file);
     }
     timer.mark("attention");
     outputs.commit();
     if (weights_file) weights_file->commit();
+    if (widened) print_note(io::display_name(f.weights), kBFloat16Note);
     timer.mark("write");
     timer.report();
 }

@@ -137,9 +137,10 @@ std::string parse_decimal(const std::string& text, double& value, const std::str
 CLI::Validator finite_number() {
     return validator("", [](std::string& text) -> std::string {
         double value = 0;
-        return parse_decimal(text, value,
-                             "expected a finite number, found " + attn::quoted(text) + " (decimal: no spaces, hex, inf or nan)",
-                             "0 or a magnitude from " + kDoubleRange + " (a double)");
+        return parse_decimal(
+            text, value,
+            "expected a finite number, found " + attn::quoted(text) + " (decimal: no spaces, hex, inf or nan)",
+            "0 or a magnitude from " + kDoubleRange + " (a double)");
     });
 }
 
@@ -389,6 +390,21 @@ void flush_stdout() {
     } else {
         std::cout.flush();
     }
+}
+
+bool widen_bfloat16_for_numpy(const std::vector<Tensor*>& tensors, io::Format format) {
+    if (format != io::Format::Npy && format != io::Format::Npz) return false;
+    bool widened = false;
+    for (Tensor* t : tensors) {
+        if (t->dtype() != DType::BFloat16) continue;
+        *t = std::move(*t).to(DType::Float32);
+        widened = true;
+    }
+    return widened;
+}
+
+void print_note(const std::string& subject, const std::string& what) {
+    std::cerr << "attn-cli: note: " << subject << ": " << what << '\n';
 }
 
 void write_outputs(const std::vector<std::pair<std::string, const Tensor*>>& outputs, const io::WriteOptions& options) {

@@ -178,6 +178,14 @@ private:
 };
 void flush_stdout();
 
+// numpy has no bfloat16: each bfloat16 tensor bound for `format` .npy or .npz becomes
+// float32 (exactly). True if any did: the caller then prints kBFloat16Note once its
+// outputs are written (so that a failed write leaves one line, its error).
+bool widen_bfloat16_for_numpy(const std::vector<Tensor*>& tensors, io::Format format);
+inline const char* const kBFloat16Note = "bfloat16 written as float32 (numpy has no bfloat16)";
+// "attn-cli: note: SUBJECT: WHAT" on standard error: a fact worth knowing, not an error.
+void print_note(const std::string& subject, const std::string& what);
+
 // Writes each (OUT, tensor) pair through an OutputSet.
 void write_outputs(const std::vector<std::pair<std::string, const Tensor*>>& outputs, const io::WriteOptions& options);
 

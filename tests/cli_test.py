@@ -310,7 +310,8 @@ class CliTest(unittest.TestCase):
         np.save(bits, np.array([[0, 1], [1, 0]], np.float32))
         convert, random = ["convert", bits, "-"], ["random", "--shape", "2,3"]
         output = [("--format", ["json", "npy"]), ("--json-layout", ["object", "nested"])]
-        dtypes = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64"]
+        dtypes = ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "bfloat16",
+                  "float32", "float64"]
         cases = [(args, "--causal", ["top-left", "bottom-right"]) for args in (sdpa, mha)]
         cases += [(args, "--dtype", ["auto", "float32", "float64"]) for args in (sdpa, mha)]
         cases += [(convert, "--dtype", dtypes), (random, "--dist", ["uniform", "normal"]),
@@ -1683,6 +1684,137 @@ class CliTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         np.testing.assert_array_equal(np.load(out), np.array([[-128, 127], [0, 255]], np.int16))
         self.assert_error(run("convert", src, out, "--dtype", "int8"), 1, src, "element [1, 1]: 255 is out of range for int8")
+
+
+    # ---- float16 and bfloat16: kept as read ------------------------------------------
+
+    def write_safetensors(self, name, dtype, shape, raw):
+        header = json.dumps({"t": {"dtype": dtype, "shape": shape, "data_offsets": [0, len(raw)]}}).encode()
+        with open(self.path(name), "wb") as f:
+            f.write(struct.pack("<Q", len(header)) + header + raw)
+        return self.path(name)
+
+    def read_safetensors(self, path):
+        data = read_bytes(path)
+        n = struct.unpack("<Q", data[:8])[0]
+        return json.loads(data[8 : 8 + n]), data[8 + n :]
+
+    def test_convert_keeps_float16(self):
+        src = self.path("h.npy")
+        values = np.array([[0.1, -2.5, 65504, 2.0**-24], [np.inf, -0.0, np.nan, 3.14159]], np.float16)
+        np.save(src, values)
+        out = self.path("o.npy")
+        p = run("convert", src, out)
+        self.assertEqual((p.returncode, p.stderr), (0, b""))
+        self.assertEqual(read_bytes(out), read_bytes(src))  # numpy's own bytes, '<f2' header included
+        p = run("convert", src, self.path("o.safetensors"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        header, data = self.read_safetensors(self.path("o.safetensors"))
+        self.assertEqual(header["arr_0"]["dtype"], "F16")
+        self.assertEqual(data, values.tobytes())
+        p = run("convert", src, self.path("o.npz"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(np.load(self.path("o.npz"))["arr_0"].dtype, np.float16)
+        p = run("convert", src, "-")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        doc = json.loads(p.stdout)
+        self.assertEqual(doc["dtype"], "float16")
+        self.assertEqual(np.array(doc["data"], np.float16).tobytes()[:8], values[0].tobytes())
+        # JSON back to float16: the same bits
+        np.save(self.path("j.npy"), values[0])
+        with open(self.path("h.json"), "wb") as f:
+            f.write(run("convert", self.path("j.npy"), "-").stdout)
+        p = run("convert", self.path("h.json"), self.path("back.npy"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(read_bytes(self.path("back.npy")), read_bytes(self.path("j.npy")))
+
+    def test_convert_keeps_bfloat16_in_safetensors_and_widens_it_for_numpy(self):
+        wide = np.array([[1.5, -2.25], [0.10009765625, 2.0**100]], np.float32)
+        raw = (wide.view(np.uint32) >> 16).astype("<u2").tobytes()  # exact in bfloat16
+        src = self.write_safetensors("b.safetensors", "BF16", [2, 2], raw)
+        out = self.path("o.safetensors")
+        p = run("convert", src, out)
+        self.assertEqual((p.returncode, p.stderr), (0, b""))
+        header, data = self.read_safetensors(out)
+        self.assertEqual(header["arr_0"]["dtype"], "BF16")
+        self.assertEqual(data, raw)
+        for name in ("o.npy", "o.npz"):
+            p = run("convert", src, self.path(name))
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(
+                p.stderr.decode(), f"attn-cli: note: {src}: bfloat16 written as float32 (numpy has no bfloat16)\n"
+            )
+        got = np.load(self.path("o.npy"))
+        self.assertEqual(got.dtype, np.float32)
+        np.testing.assert_array_equal(got, wide)
+
+    def test_convert_dtype_float16_rounds_to_nearest_even_and_refuses_overflow(self):
+        src = self.path("f.npy")
+        values = np.array([1.0, 0.1, 1 + 2.0**-11, 65519.0, 1e-7, -np.inf])
+        np.save(src, values)
+        out = self.path("o.npy")
+        p = run("convert", src, out, "--dtype", "float16")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(np.load(out).tobytes(), values.astype(np.float16).tobytes())
+        p = run("convert", src, self.path("o.safetensors"), "--dtype", "bfloat16")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        header, data = self.read_safetensors(self.path("o.safetensors"))
+        self.assertEqual(header["arr_0"]["dtype"], "BF16")
+        # float64 -> bfloat16, round to nearest even, from the float64 bits
+        bits = values.view(np.uint64)
+        want = []
+        for b, v in zip(bits.tolist(), values.tolist()):
+            if math.isinf(v):
+                want.append(0xFF80 if v < 0 else 0x7F80)
+                continue
+            f = np.float32(v)  # these values are exact enough in float32 that no double rounding occurs
+            u = int(np.array(f).view(np.uint32))
+            want.append((u + 0x7FFF + ((u >> 16) & 1)) >> 16)
+        self.assertEqual(data, np.array(want, "<u2").tobytes())
+        np.save(src, np.array([1.0, 70000.0]))
+        self.assert_error(run("convert", src, out, "--dtype", "float16"), 1, "element [1]: 70000 is out of range for float16")
+
+    def test_mha_save_weights_widens_bfloat16_for_numpy_with_a_note(self):
+        layer = np.load(os.path.join(DATA, "mha_weights.npz"))
+        header, raw = {}, b""
+        for name in layer.files:
+            wide = layer[name].astype(np.float32)
+            data = (wide.view(np.uint32) >> 16).astype("<u2").tobytes()  # truncated: a bfloat16 value
+            header[name] = {"dtype": "BF16", "shape": list(wide.shape), "data_offsets": [len(raw), len(raw) + len(data)]}
+            raw += data
+        text = json.dumps(header).encode()
+        src = self.path("w.safetensors")
+        with open(src, "wb") as f:
+            f.write(struct.pack("<Q", len(text)) + text + raw)
+        q = os.path.join(DATA, "q.npy")
+        p = run("mha", "--heads", "8", "-q", q, "--weights", src, "-o", self.path("o.npy"), "--save-weights", self.path("s.npz"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stderr.decode(), f"attn-cli: note: {src}: bfloat16 written as float32 (numpy has no bfloat16)\n")
+        saved = np.load(self.path("s.npz"))
+        want = (layer["out_proj.weight"].astype(np.float32).view(np.uint32) & 0xFFFF0000).view(np.float32)
+        np.testing.assert_array_equal(saved["out_proj.weight"], want)
+        p = run("mha", "--heads", "8", "-q", q, "--weights", src, "-o", self.path("o.npy"), "--save-weights", self.path("s.safetensors"))
+        self.assertEqual((p.returncode, p.stderr), (0, b""))
+        header, _ = self.read_safetensors(self.path("s.safetensors"))
+        self.assertEqual(header["out_proj.weight"]["dtype"], "BF16")
+
+    def test_sdpa_on_float16_inputs_equals_sdpa_on_their_float32_values(self):
+        rng = np.random.default_rng(17)
+        q = rng.standard_normal((2, 3, 5, 8)).astype(np.float16)
+        k = rng.standard_normal((2, 3, 7, 8)).astype(np.float16)
+        v = rng.standard_normal((2, 3, 7, 8)).astype(np.float16)
+        for name, a in (("q", q), ("k", k), ("v", v)):
+            np.save(self.path(name + "16.npy"), a)
+            np.save(self.path(name + "32.npy"), a.astype(np.float32))
+        outs = []
+        for w in ("16", "32"):
+            out = self.path("o" + w + ".npy")
+            args = ["-q", self.path("q" + w + ".npy"), "-k", self.path("k" + w + ".npy"), "-v", self.path("v" + w + ".npy")]
+            p = run("sdpa", *args, "--check-finite", "-o", out)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            outs.append(read_bytes(out))
+        self.assertEqual(outs[0], outs[1])
+        self.assertEqual(np.load(self.path("o16.npy")).dtype, np.float32)
 
 
 if __name__ == "__main__":

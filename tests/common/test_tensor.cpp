@@ -3,7 +3,9 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -16,16 +18,19 @@ using namespace attn;
 TEST_CASE("tensor: dtype names round trip; every dtype of ATTN_DTYPES has numpy's name and size, its C++ type") {
     // numpy's own answers, from /usr/bin/python3:
     //   [(np.dtype(n).name, np.dtype(n).itemsize) for n in (bool, int8, ..., float64)]
-    const std::vector<std::pair<std::string, std::size_t>> numpy = {
-        {"bool", 1},   {"int8", 1},   {"int16", 2},  {"int32", 4},   {"int64", 8},  {"uint8", 1},
-        {"uint16", 2}, {"uint32", 4}, {"uint64", 8}, {"float32", 4}, {"float64", 8}};
+    const std::vector<std::pair<std::string, std::size_t>> numpy = {{"bool", 1},    {"int8", 1},    {"int16", 2},
+                                                                    {"int32", 4},   {"int64", 8},   {"uint8", 1},
+                                                                    {"uint16", 2},  {"uint32", 4},  {"uint64", 8},
+                                                                    {"float32", 4}, {"float64", 8}, {"float16", 2},
+                                                                    {"bfloat16", 2}};  // bfloat16: ml_dtypes' (and
+                                                                                       // torch's) name, not numpy's
     std::vector<DType> listed;
 #define ATTN_TEST_DTYPE(enumerator, type, ...)                                                              \
     listed.push_back(DType::enumerator);                                                                    \
     CHECK(dtype_of<type>::value == DType::enumerator);                                                      \
     CHECK(dispatch_dtype(DType::enumerator, [](auto tag) { return std::is_same_v<decltype(tag), type>; })); \
     CHECK(Tensor::zeros(DType::enumerator, {2}).holds<type>());                                             \
-    CHECK(is_floating(DType::enumerator) == std::is_floating_point_v<type>);
+    CHECK(is_floating(DType::enumerator) == (std::is_floating_point_v<type> || is_half_v<type>));
     ATTN_DTYPES(ATTN_TEST_DTYPE)
 #undef ATTN_TEST_DTYPE
     REQUIRE(listed.size() == numpy.size());
@@ -39,8 +44,6 @@ TEST_CASE("tensor: dtype names round trip; every dtype of ATTN_DTYPES has numpy'
         CHECK(t.dtype() == listed[i]);
         CHECK(t.nbytes() == 6 * numpy[i].second);
     }
-    CHECK_FALSE(dtype_from_name("float16").has_value());  // read from files, widened to float32
-    CHECK_FALSE(dtype_from_name("bfloat16").has_value());
     CHECK_FALSE(dtype_from_name("").has_value());
 }
 
@@ -193,4 +196,78 @@ TEST_CASE("tensor: the first non-finite value in row-major order") {
         CHECK(test::error_of([&] { check_finite(Tensor(xt::xarray<double>(nan)), "s"); }, ErrorKind::Value) ==
               "s: non-finite value NaN at []");
     }
+}
+
+TEST_CASE("half: every float16 and bfloat16 bit pattern converts to float exactly and back") {
+    for (std::uint32_t b = 0; b < 0x10000u; ++b) {
+        const auto bits = static_cast<std::uint16_t>(b);
+        const float h = static_cast<float>(float16::from_bits(bits));
+        const float bf = static_cast<float>(bfloat16::from_bits(bits));
+        if (std::isnan(h)) {
+            // A NaN stays a NaN, quiet, with its sign.
+            CHECK((float16(h).bits & 0xFE00u) == ((bits & 0x8000u) | 0x7E00u));
+        } else {
+            CHECK(float16(h).bits == bits);
+            CHECK(float16(static_cast<double>(h)).bits == bits);
+        }
+        if (std::isnan(bf)) {
+            CHECK((bfloat16(bf).bits & 0xFFC0u) == ((bits & 0x8000u) | 0x7FC0u));
+        } else {
+            CHECK(bfloat16(bf).bits == bits);
+        }
+    }
+    // numpy: np.float16(2**-24), np.float16(65504), np.float16(np.inf)
+    CHECK(static_cast<float>(float16::from_bits(0x0001)) == std::ldexp(1.0f, -24));
+    CHECK(static_cast<float>(float16::from_bits(0x7BFF)) == 65504.0f);
+    CHECK(std::isinf(static_cast<float>(float16::from_bits(0x7C00))));
+    CHECK(static_cast<float>(bfloat16::from_bits(0x3F80)) == 1.0f);
+}
+
+TEST_CASE("half: conversion from float rounds to nearest, ties to even, and overflows to infinity") {
+    // np.float16(x).view(np.uint16) for each x
+    CHECK(float16(0.1).bits == 0x2E66);
+    CHECK(float16(1.0 + std::ldexp(1.0, -11)).bits == 0x3C00);         // tie: to even (down)
+    CHECK(float16(1.0 + 3 * std::ldexp(1.0, -11)).bits == 0x3C02);     // tie: to even (up)
+    CHECK(float16(1.0 + std::ldexp(1.0, -11) + 1e-9).bits == 0x3C01);  // above the tie: up
+    CHECK(float16(65519.0).bits == 0x7BFF);
+    CHECK(float16(65520.0).bits == 0x7C00);  // half an ulp above 65504: the tie rounds to infinity
+    CHECK(float16(-1e300).bits == 0xFC00);
+    CHECK(float16(std::ldexp(1.0, -25)).bits == 0x0000);  // tie between 0 and the least subnormal
+    CHECK(float16(std::ldexp(3.0, -25)).bits == 0x0002);
+    CHECK(float16(std::ldexp(1023.5, -24)).bits == 0x0400);  // the last subnormal rounds up to the least normal
+    CHECK(float16(-0.0).bits == 0x8000);
+    CHECK(float16(std::int64_t(2048 + 1)).bits == 0x6800);  // 2049: a tie, to even 2048
+    // torch.tensor(x, dtype=torch.float64).to(torch.bfloat16).view(torch.int16)
+    CHECK(bfloat16(0.1).bits == 0x3DCD);
+    CHECK(bfloat16(1.0 + std::ldexp(1.0, -8)).bits == 0x3F80);  // tie: to even
+    CHECK(bfloat16(1.0 + 3 * std::ldexp(1.0, -8)).bits == 0x3F82);
+    CHECK(bfloat16(1e300).bits == 0x7F80);
+    CHECK(bfloat16(static_cast<double>(std::numeric_limits<float>::max())).bits == 0x7F80);  // rounds past the largest
+}
+
+TEST_CASE("half: to() converts to and from float16 and bfloat16, refusing a finite value that would overflow") {
+    const Tensor wide(xt::xarray<double>{1.0, 0.1, -65504.0});
+    const Tensor h = wide.to(DType::Float16);
+    REQUIRE(h.dtype() == DType::Float16);
+    CHECK(h.values<float16>()(1).bits == 0x2E66);
+    const xt::xarray<float> back = h.cast<float>();
+    CHECK(back(2) == -65504.0f);
+    CHECK(h.to(DType::BFloat16).values<bfloat16>()(0).bits == 0x3F80);
+    CHECK(Tensor(xt::xarray<double>{-65504.0}).to(DType::Float16).to(DType::Int32).values<std::int32_t>()(0) == -65504);
+    CHECK(test::error_of([&] { (void)h.to(DType::Int32, "h.npy"); }, ErrorKind::Value) ==
+          "h.npy: element [1]: expected an integer (dtype int32), found 0.0999755859375");
+    const Tensor inf(xt::xarray<float>{1.0f, std::numeric_limits<float>::infinity()});
+    CHECK(std::isinf(static_cast<float>(inf.to(DType::Float16).values<float16>()(1))));  // not finite: kept
+    auto error = [](const Tensor& t, DType dtype) {
+        return test::error_of([&] { (void)t.to(dtype, "x.npy"); }, ErrorKind::Value);
+    };
+    CHECK(error(Tensor(xt::xarray<double>{1.0, 70000.0}), DType::Float16) ==
+          "x.npy: element [1]: 70000 is out of range for float16");
+    CHECK(error(Tensor(xt::xarray<std::int32_t>{65520}), DType::Float16) ==
+          "x.npy: element [0]: 65520 is out of range for float16");
+    CHECK(error(Tensor(xt::xarray<double>{1e39}), DType::BFloat16) ==
+          "x.npy: element [0]: 1e+39 is out of range for bfloat16");
+    const std::optional<NonFinite> nan = first_non_finite(Tensor(xt::xarray<float>{1.0f, NAN}).to(DType::Float16));
+    REQUIRE(nan.has_value());
+    CHECK(nan->index == Shape{1});
 }

@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include <xtensor/xadapt.hpp>
+
 #include "attn/io.hpp"
 #include "attn/random.hpp"
 #include "test_support.hpp"
@@ -159,6 +161,23 @@ TEST_CASE("json: every dtype round-trips bit for bit through the object layout")
     SUBCASE("uint16") { check_integer_round_trip<std::uint16_t>({6}); }
     SUBCASE("uint32") { check_integer_round_trip<std::uint32_t>({6}); }
     SUBCASE("uint64") { check_integer_round_trip<std::uint64_t>({6}); }
+    SUBCASE("float16 and bfloat16: every bit pattern but the NaNs (which read back as one NaN)") {
+        std::vector<attn::float16> h;
+        std::vector<attn::bfloat16> b;
+        for (std::uint32_t bits = 0; bits < 0x10000u; ++bits) {
+            const auto b16 = static_cast<std::uint16_t>(bits);
+            if (!std::isnan(static_cast<float>(attn::float16::from_bits(b16))))
+                h.push_back(attn::float16::from_bits(b16));
+            if (!std::isnan(static_cast<float>(attn::bfloat16::from_bits(b16))))
+                b.push_back(attn::bfloat16::from_bits(b16));
+        }
+        const Tensor th(xt::xarray<attn::float16>(xt::adapt(h, std::vector<std::size_t>{h.size()})));
+        const Tensor tb(xt::xarray<attn::bfloat16>(xt::adapt(b, std::vector<std::size_t>{b.size()})));
+        check_bit_exact(decode(encode(th)), th);
+        check_bit_exact(decode(encode(tb)), tb);
+        CHECK(encode(Tensor(xt::xarray<attn::float16>{attn::float16(0.1)})) ==
+              "{\"shape\": [1], \"dtype\": \"float16\", \"data\": [0.099975586]}\n");
+    }
 }
 
 TEST_CASE("json: float32 and bool round-trip bit for bit through the nested layout") {
@@ -533,6 +552,16 @@ TEST_CASE("json: shapes with a zero have no elements") {
 }
 
 TEST_CASE("json: numbers beyond the dtype's range") {
+    SUBCASE("float16: rounded once to nearest-even, beyond its range infinity, as numpy casts") {
+        // np.array([65519, 65520, 1 + 2**-11, -1e300], np.float16).view(np.uint16)
+        const Tensor t = decode(R"({"dtype": "float16", "data": [65519, 65520, 1.00048828125, -1e300]})");
+        REQUIRE(t.dtype() == DType::Float16);
+        const auto& v = t.values<attn::float16>();
+        CHECK(v(0).bits == 0x7BFF);
+        CHECK(v(1).bits == 0x7C00);
+        CHECK(v(2).bits == 0x3C00);
+        CHECK(v(3).bits == 0xFC00);
+    }
     SUBCASE("float32 overflow is infinity and underflow zero, as numpy casts") {
         const Tensor t = decode(R"({"shape": [4], "data": [1e39, -1e39, 1e-50, -1e-4000]})");
         const float* v = static_cast<const float*>(t.data());
@@ -650,7 +679,8 @@ TEST_CASE("json: errors say where and what") {
         CHECK(contains(decode_error(R"({"shape": [], "data": [1, 2]})"), "shape () needs 1 value, data has 2"));
     }
     SUBCASE("dtype") {
-        CHECK(contains(decode_error(R"({"dtype": "float16", "data": [1]})"), "unknown dtype 'float16' (expected bool"));
+        CHECK(contains(decode_error(R"({"dtype": "float8", "data": [1]})"), "unknown dtype 'float8' (expected bool"));
+
         CHECK(contains(decode_error(R"({"dtype": 32, "data": [1]})"), "dtype: expected a string such as \"float32\""));
         CHECK(contains(decode_error(R"({"dtype": "int8", "data": [1, 1.5]})"),
                        "data[1]: expected an integer (dtype int8), found 1.5"));

@@ -3,7 +3,7 @@
 // attn::Tensor owns an xt::xarray of the dtype it was read or created with, so the file
 // readers keep what the file said (an int8 mask stays int8) and the kernels take the
 // floating-point array they need without a copy when the dtype already matches.
-// float16 and bfloat16 data are widened to float32 when read (there is no native type).
+// float16 and bfloat16 are stored as read (attn/half.hpp) and computed in as float32.
 #pragma once
 
 #include <cstddef>
@@ -19,6 +19,7 @@
 #include <xtensor/xarray.hpp>
 
 #include "attn/error.hpp"
+#include "attn/half.hpp"
 
 namespace attn {
 
@@ -27,8 +28,8 @@ namespace attn {
 // type's; the npy kind is the letter of a .npy descr ('<f4': kind f, 4 bytes) and the
 // safetensors name the dtype of a .safetensors header entry (docs/formats.md). DType,
 // Tensor::Storage, dtype_of, dispatch_dtype, the names and sizes, and the file formats'
-// tables are all made from this list. (float16 and bfloat16 are no DType: they are only
-// read, widened to float32.)
+// tables are all made from this list. float16 and bfloat16 (attn/half.hpp) are storage
+// only: kernels convert them to float32; bfloat16 has no npy kind ('\0': numpy has none).
 #define ATTN_DTYPES(X)                             \
     X(Bool, bool, "bool", 'b', "BOOL")             \
     X(Int8, std::int8_t, "int8", 'i', "I8")        \
@@ -40,7 +41,9 @@ namespace attn {
     X(UInt32, std::uint32_t, "uint32", 'u', "U32") \
     X(UInt64, std::uint64_t, "uint64", 'u', "U64") \
     X(Float32, float, "float32", 'f', "F32")       \
-    X(Float64, double, "float64", 'f', "F64")
+    X(Float64, double, "float64", 'f', "F64")      \
+    X(Float16, float16, "float16", 'f', "F16")     \
+    X(BFloat16, bfloat16, "bfloat16", '\0', "BF16")
 
 enum class DType : std::uint8_t {
 #define ATTN_DTYPE_ENUMERATOR(enumerator, ...) enumerator,
@@ -60,7 +63,9 @@ std::string_view dtype_name(DType dtype);
 // The inverse of dtype_name; nullopt for anything else.
 std::optional<DType> dtype_from_name(std::string_view name);
 std::size_t dtype_size(DType dtype);
-bool is_floating(DType dtype);
+bool is_floating(DType dtype);  // float16, bfloat16, float32 or float64
+// float16 or bfloat16: stored as read, computed in as float32.
+inline bool is_half(DType dtype) { return dtype == DType::Float16 || dtype == DType::BFloat16; }
 // "(2, 5, 64)" - the way numpy prints a shape; used in every shape error message.
 std::string shape_to_string(const Shape& shape);
 // The number of elements of a shape; throws ErrorKind::Value naming `subject` when the
@@ -143,11 +148,20 @@ public:
         return std::get<xt::xarray<T>>(storage_);
     }
 
-    // The values converted to T (bool to 0/1); moves instead of copying when an rvalue
-    // tensor already holds T.
+    // The values converted to T (bool to 0/1; one half type to the other through float);
+    // moves instead of copying when an rvalue tensor already holds T.
     template <class T>
     xt::xarray<T> cast() const& {
-        return std::visit([](const auto& a) { return xt::xarray<T>(xt::cast<T>(a)); }, storage_);
+        return std::visit(
+            [](const auto& a) {
+                using S = typename std::decay_t<decltype(a)>::value_type;
+                if constexpr (is_half_v<S> && is_half_v<T> && !std::is_same_v<S, T>) {
+                    return xt::xarray<T>(xt::cast<T>(xt::cast<float>(a)));
+                } else {
+                    return xt::xarray<T>(xt::cast<T>(a));
+                }
+            },
+            storage_);
     }
     template <class T>
     xt::xarray<T> cast() && {

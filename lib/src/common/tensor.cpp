@@ -76,7 +76,10 @@ std::optional<DType> dtype_from_name(std::string_view name) {
 std::size_t dtype_size(DType dtype) { return info(dtype).size; }
 
 bool is_floating(DType dtype) {
-    return dispatch_dtype(dtype, [](auto tag) { return std::is_floating_point_v<decltype(tag)>; });
+    return dispatch_dtype(dtype, [](auto tag) {
+        using T = decltype(tag);
+        return std::is_floating_point_v<T> || is_half_v<T>;
+    });
 }
 
 std::string shape_to_string(const Shape& shape) {
@@ -206,7 +209,16 @@ std::string integer_text(T value) {
 template <class T, class S>
 std::optional<std::string> misfit(S value) {
     const std::string_view target = dtype_name(dtype_of<T>::value);
-    if constexpr (std::is_floating_point_v<S> && std::is_integral_v<T>) {  // bool is integral
+    if constexpr (is_half_v<S>) {
+        return misfit<T>(static_cast<float>(value));  // exact
+    } else if constexpr (is_half_v<T>) {
+        // A finite value beyond the half type's largest (after rounding) would become infinite.
+        const auto wide = static_cast<double>(value);
+        if (std::isfinite(wide) && std::isinf(static_cast<float>(T(value)))) {
+            if constexpr (std::is_integral_v<S>) return detail::out_of_range(integer_text(value), target);
+            return detail::out_of_range(number_text(wide), target);
+        }
+    } else if constexpr (std::is_floating_point_v<S> && std::is_integral_v<T>) {  // bool is integral
         if (std::isnan(value) || (std::isfinite(value) && value != std::trunc(value))) {
             return detail::not_an_integer(target, number_text(value));
         }
@@ -314,13 +326,13 @@ std::optional<Misfit> first_misfit(const Tensor& tensor, DType dtype) {
 std::optional<NonFinite> first_non_finite(const Tensor& tensor, bool allow_negative_infinity) {
     const std::optional<std::size_t> offset = tensor.visit([&](const auto& a) -> std::optional<std::size_t> {
         using T = typename std::decay_t<decltype(a)>::value_type;
-        if constexpr (std::is_floating_point_v<T>) {
+        if constexpr (std::is_floating_point_v<T> || is_half_v<T>) {
+            using F = std::conditional_t<is_half_v<T>, float, T>;  // a half type's value as float
             const T* data = a.data();
             const std::size_t count = a.size();
             for (std::size_t i = 0; i < count; ++i) {
-                if (!std::isfinite(data[i]) && !(allow_negative_infinity && data[i] < 0 && std::isinf(data[i]))) {
-                    return i;
-                }
+                const auto x = static_cast<F>(data[i]);
+                if (!std::isfinite(x) && !(allow_negative_infinity && x < 0 && std::isinf(x))) return i;
             }
         }
         return std::nullopt;

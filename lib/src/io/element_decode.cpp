@@ -1,5 +1,5 @@
 // Element bytes of a file decoded into a tensor (element_decode.hpp): either byte order,
-// float16/bfloat16 widened, column-major data transposed; and the overflow-checked size
+// float16/bfloat16 kept as they are, column-major data transposed; and the overflow-checked size
 // arithmetic the readers measure files with.
 #include "io/element_decode.hpp"
 
@@ -9,40 +9,6 @@
 #include "io/format_error.hpp"
 
 namespace attn::detail {
-
-float float16_to_float(std::uint16_t bits) {
-    const std::uint32_t sign = std::uint32_t(bits & 0x8000u) << 16;
-    std::uint32_t exponent = (bits >> 10) & 0x1Fu;
-    std::uint32_t mantissa = bits & 0x3FFu;
-    std::uint32_t out;
-    if (exponent == 0x1F) {  // inf or nan
-        out = sign | 0x7F800000u | (mantissa << 13);
-    } else if (exponent == 0) {
-        if (mantissa == 0) {
-            out = sign;
-        } else {  // subnormal: normalise
-            exponent = 127 - 15 + 1;
-            while ((mantissa & 0x400u) == 0) {
-                mantissa <<= 1;
-                --exponent;
-            }
-            mantissa &= 0x3FFu;
-            out = sign | (exponent << 23) | (mantissa << 13);
-        }
-    } else {
-        out = sign | ((exponent + 127 - 15) << 23) | (mantissa << 13);
-    }
-    float f;
-    std::memcpy(&f, &out, sizeof f);
-    return f;
-}
-
-float bfloat16_to_float(std::uint16_t bits) {
-    const std::uint32_t out = std::uint32_t(bits) << 16;
-    float f;
-    std::memcpy(&f, &out, sizeof f);
-    return f;
-}
 
 void check_rank(std::size_t rank, ErrorKind kind, const std::string& name, const std::string& what) {
     if (rank <= kMaxRank) return;
@@ -81,6 +47,8 @@ T decode_one(const char* p, const ElementEncoding& e) {
         if constexpr (sizeof(T) == 1) {
             const auto b = static_cast<std::uint8_t>(bits);
             std::memcpy(&v, &b, 1);
+        } else if constexpr (is_half_v<T>) {
+            v = T::from_bits(static_cast<std::uint16_t>(bits));
         } else if constexpr (sizeof(T) == 2) {
             const auto b = static_cast<std::uint16_t>(bits);
             std::memcpy(&v, &b, 2);
@@ -92,13 +60,6 @@ T decode_one(const char* p, const ElementEncoding& e) {
         }
         return v;
     }
-}
-
-float decode_half(const char* p, const ElementEncoding& e) {
-    const auto b0 = static_cast<unsigned char>(p[0]);
-    const auto b1 = static_cast<unsigned char>(p[1]);
-    const auto bits = static_cast<std::uint16_t>(e.big_endian ? (b0 << 8) | b1 : (b1 << 8) | b0);
-    return e.half == ElementEncoding::Half::Float16 ? float16_to_float(bits) : bfloat16_to_float(bits);
 }
 
 // Row-major index i of the output -> offset of the same element in column-major data.
@@ -139,16 +100,9 @@ Tensor decode_elements(const ElementEncoding& e, const Shape& shape, const char*
     tensor.visit([&](auto& a) {
         using T = typename std::decay_t<decltype(a)>::value_type;
         T* out = a.data();
-        auto element = [&](std::size_t k) -> T {
-            const char* p = bytes + k * e.item_size;
-            if constexpr (std::is_same_v<T, float>) {
-                if (e.half != ElementEncoding::Half::None) return decode_half(p, e);
-            }
-            return decode_one<T>(p, e);
-        };
+        auto element = [&](std::size_t k) -> T { return decode_one<T>(bytes + k * e.item_size, e); };
         const bool plain = !fortran_order || shape.size() < 2;
-        const bool native = !e.big_endian && e.half == ElementEncoding::Half::None && sizeof(T) == e.item_size &&
-                            !std::is_same_v<T, bool>;
+        const bool native = !e.big_endian && sizeof(T) == e.item_size && !std::is_same_v<T, bool>;
         if (plain && native) {
             std::memcpy(out, bytes, count * sizeof(T));  // little-endian host: bytes are the values
         } else if (plain) {

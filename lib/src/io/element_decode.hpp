@@ -17,7 +17,6 @@ struct ElementEncoding {
     DType dtype = DType::Float32;
     std::size_t item_size = 4;  // bytes per element in the file
     bool big_endian = false;
-    enum class Half { None, Float16, BFloat16 } half = Half::None;  // widened to float32
 };
 
 // Decodes count(shape) elements from `bytes` (exactly count * item_size of them, checked
@@ -25,9 +24,6 @@ struct ElementEncoding {
 // `name` is what errors call the input (a tensor too large for memory, say).
 Tensor decode_elements(const ElementEncoding& encoding, const Shape& shape, const char* bytes, const std::string& name,
                        bool fortran_order = false);
-
-float float16_to_float(std::uint16_t bits);
-float bfloat16_to_float(std::uint16_t bits);
 
 // Safe size arithmetic: throws ErrorKind::Format naming `subject` on overflow.
 std::size_t checked_mul(std::size_t a, std::size_t b, const std::string& subject);

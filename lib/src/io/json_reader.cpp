@@ -744,9 +744,15 @@ private:
             fail(start, "shape " + shape_to_string(shape) + " needs " + std::to_string(count) + " values, data has " +
                             std::to_string(found));
         }
-        Tensor tensor = Tensor::empty(dtype, shape, name_);
-        tensor.visit([&](auto& values) { fill(values.data(), shape, count); });
-        return tensor;
+        // A half type is read as float64 and rounded once; beyond its range, ±infinity, as
+        // np.array(data, dtype) makes it (and as a float32 element beyond float32's range is).
+        Tensor tensor = Tensor::empty(is_half(dtype) ? DType::Float64 : dtype, shape, name_);
+        tensor.visit([&](auto& values) {
+            using T = typename std::decay_t<decltype(values)>::value_type;
+            if constexpr (!is_half_v<T>) fill(values.data(), shape, count);
+        });
+        if (!is_half(dtype)) return tensor;
+        return dispatch_dtype(dtype, [&](auto tag) { return Tensor(tensor.cast<decltype(tag)>()); });
     }
 
     // ---- tensors ------------------------------------------------------------------

@@ -98,7 +98,9 @@ char* put_word(char* out, std::string_view word) {
 // torch.tensor/np.array an integer dtype, for "1"); the object form names its dtype.
 template <class T>
 char* format_element(char* out, T value, bool mark_float) {
-    if constexpr (std::is_same_v<T, bool>) {
+    if constexpr (is_half_v<T>) {
+        return format_element(out, static_cast<float>(value), mark_float);  // exact
+    } else if constexpr (std::is_same_v<T, bool>) {
         return put_word(out, value ? "true" : "false");
     } else if constexpr (std::is_floating_point_v<T>) {
         if (std::isnan(value)) return put_word(out, "NaN");

@@ -208,11 +208,6 @@ private:
         ElementEncoding e;
         e.item_size = size;
         e.big_endian = order == '>';
-        if (kind == 'f' && size == 2) {
-            e.dtype = DType::Float32;
-            e.half = ElementEncoding::Half::Float16;
-            return e;
-        }
         const std::optional<DType> dtype = dtype_of_descr(kind, size);
         if (!dtype) return unsupported(is_npy_kind(kind) ? "unsupported item size" : "unknown kind");
         e.dtype = *dtype;
@@ -226,6 +221,9 @@ private:
 
 std::string descr_of(DType dtype) {
     const std::size_t size = dtype_size(dtype);
+    if (kNpyDTypes[static_cast<std::size_t>(dtype)].kind == '\0') {  // bfloat16
+        throw Error(ErrorKind::Value, "tensor", "numpy has no dtype " + std::string(dtype_name(dtype)));
+    }
     // One-byte items have no byte order: numpy writes '|' for them.
     return (size == 1 ? "|" : "<") + std::string(1, kNpyDTypes[static_cast<std::size_t>(dtype)].kind) +
            std::to_string(size);

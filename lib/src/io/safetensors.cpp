@@ -41,18 +41,13 @@ struct SafetensorsDType {
     ElementEncoding encoding;
 };
 
-constexpr ElementEncoding plain(DType dtype, std::size_t item_size) {
-    return ElementEncoding{dtype, item_size, false, ElementEncoding::Half::None};
-}
+constexpr ElementEncoding plain(DType dtype, std::size_t item_size) { return ElementEncoding{dtype, item_size, false}; }
 
-// Every DType under its own name, then the half-precision ones, which are read widened
-// to float32. The writer uses the first entry of each DType.
+// Every DType under its own name (F16 and BF16 included).
 #define ATTN_SAFETENSORS_DTYPE(enumerator, type, name, npy_kind, safetensors_name) \
     {safetensors_name, plain(DType::enumerator, sizeof(type))},
 const SafetensorsDType kDTypes[] = {
-    ATTN_DTYPES(ATTN_SAFETENSORS_DTYPE)  // BOOL, I8, ..., F64
-    {"F16", ElementEncoding{DType::Float32, 2, false, ElementEncoding::Half::Float16}},
-    {"BF16", ElementEncoding{DType::Float32, 2, false, ElementEncoding::Half::BFloat16}},
+    ATTN_DTYPES(ATTN_SAFETENSORS_DTYPE)  // BOOL, I8, ..., F64, F16, BF16
 };
 #undef ATTN_SAFETENSORS_DTYPE
 

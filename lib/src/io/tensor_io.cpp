@@ -259,8 +259,8 @@ Tensor read_npy_file(const InputFile& file, const std::string& name) {
     const detail::NpyHeader header = detail::parse_npy_header(prefix, file.size(), name);
     detail::check_npy_data_size(header, file.size(), name);
     const auto& e = header.encoding;
-    const bool native = !e.big_endian && e.half == detail::ElementEncoding::Half::None && !header.fortran_order &&
-                        e.dtype != DType::Bool && dtype_size(e.dtype) == e.item_size;
+    const bool native =
+        !e.big_endian && !header.fortran_order && e.dtype != DType::Bool && dtype_size(e.dtype) == e.item_size;
     if (native) {
         Tensor tensor = Tensor::empty(e.dtype, header.shape, name);
         file.read_at(static_cast<char*>(tensor.data()), header.data_size, header.data_offset);

@@ -30,10 +30,11 @@ Tensor take_rows(const Tensor& t, std::size_t begin, std::size_t count) {
     });
 }
 
-// The tensors stacked along dim 0, in the dtype of the first.
+// The tensors stacked along dim 0, in the dtype of the first (float32 for a half type).
 Tensor concat_rows(const std::vector<const Tensor*>& parts) {
     return parts.front()->visit([&](const auto& first) {
-        using T = typename std::decay_t<decltype(first)>::value_type;
+        using V = typename std::decay_t<decltype(first)>::value_type;
+        using T = std::conditional_t<is_half_v<V>, float, V>;
         xt::xarray<T> out = parts.front()->cast<T>();
         for (std::size_t i = 1; i < parts.size(); ++i) out = xt::concatenate(xt::xtuple(out, parts[i]->cast<T>()), 0);
         return Tensor(std::move(out));
@@ -367,12 +368,17 @@ xt::xarray<T> linear(const T* x, std::size_t rows, std::size_t in, const Tensor&
 // `true_hides` says what a true bool means for this kind of mask.
 Tensor pad_columns(const Tensor& mask, std::size_t extra, bool true_hides) {
     if (extra == 0) return mask;
+    if (is_half(mask.dtype())) return pad_columns(mask.to(DType::Float32), extra, true_hides);
     return mask.visit([&](const auto& a) -> Tensor {
         using T = typename std::decay_t<decltype(a)>::value_type;
-        auto shape = a.shape();
-        shape.back() = extra;
-        xt::xarray<T> pad(shape, std::is_same_v<T, bool> ? T(!true_hides) : T(0));
-        return Tensor(xt::xarray<T>(xt::concatenate(xt::xtuple(a, pad), a.dimension() - 1)));
+        if constexpr (is_half_v<T>) {
+            return Tensor();  // widened above
+        } else {
+            auto shape = a.shape();
+            shape.back() = extra;
+            xt::xarray<T> pad(shape, std::is_same_v<T, bool> ? T(!true_hides) : T(0));
+            return Tensor(xt::xarray<T>(xt::concatenate(xt::xtuple(a, pad), a.dimension() - 1)));
+        }
     });
 }
 
