@@ -1065,8 +1065,11 @@ class CliTest(unittest.TestCase):
         q = os.path.join(DATA, "q.npy")
         want_sdpa = run("sdpa", "-q", q, "--format", "npy").stdout
         want_mha = run("mha", "--heads", "8", "-q", q, "--seed", "0", "--format", "npy").stdout
-        script = ('mount -t tmpfs none /sys && mount -t tmpfs none /proc || exit 99; '
-                  'test -e /sys/devices/system/cpu/online && exit 98; test -e /proc/meminfo && exit 98; '
+        # The sanitizers' runtime reads its options and threads from /proc and cannot run
+        # without it: under them only what attn-cli itself reads of /proc (meminfo) is hidden.
+        hide_proc = ("mount --bind /dev/null /proc/meminfo" if self.SANITIZED else "mount -t tmpfs none /proc")
+        script = ('mount -t tmpfs none /sys && ' + hide_proc + ' || exit 99; '
+                  'test -e /sys/devices/system/cpu/online && exit 98; test -s /proc/meminfo && exit 98; '
                   '"$0" sdpa -q "$1" --format npy > "$2" && "$0" mha --heads 8 -q "$1" --seed 0 --format npy > "$3"')
         p = subprocess.run(["unshare", "--mount", "sh", "-c", script, CLI, q, self.path("s.npy"), self.path("m.npy")],
                            capture_output=True, timeout=120)
@@ -1093,12 +1096,14 @@ class CliTest(unittest.TestCase):
     def test_long_sequence_memory_is_bounded(self):
         # B1 H1 L32768 D64 without weights: the (L, S) matrix would be 4 GiB; the kernel
         # holds the inputs, the output and a few tiles per thread (README: 39 MB peak).
-        length, dim = (8192, 16) if self.SANITIZED else (32768, 64)
+        length, dim = (16384, 16) if self.SANITIZED else (32768, 64)
         x = np.random.default_rng(20).standard_normal((1, 1, length, dim), dtype=np.float32)
         np.save(self.path("q.npy"), x)
         peak = self.peak_of("sdpa", "-q", "q.npy", "--causal", "--threads", "2", "-o", "o.npy")
         matrix = 4 * length * length
-        bound = matrix if self.SANITIZED else self.MEMORY_BOUND
+        # Under the sanitizers their own memory (~150 MB) counts: half the matrix still
+        # tells a kernel that holds it from one that does not.
+        bound = matrix // 2 if self.SANITIZED else self.MEMORY_BOUND
         self.assertLess(peak, bound, f"peak RSS {peak} bytes for L = S = {length}")
         self.assertLess(bound, matrix)
         # The result is right where it is cheap to check: the first and last query rows.
