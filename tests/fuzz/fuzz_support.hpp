@@ -63,7 +63,10 @@ inline bool same_tensor(const Tensor& a, const Tensor& b) {
         const auto& other = b.values<T>();
         for (std::size_t i = 0; same && i < values.size(); ++i) {
             const T x = values.data()[i], y = other.data()[i];
-            if constexpr (std::is_floating_point_v<T>) {
+            if constexpr (is_half_v<T>) {  // bits, but any NaN equals any NaN
+                const float fx = static_cast<float>(x), fy = static_cast<float>(y);
+                same = std::isnan(fx) || std::isnan(fy) ? std::isnan(fx) && std::isnan(fy) : x.bits == y.bits;
+            } else if constexpr (std::is_floating_point_v<T>) {
                 if (std::isnan(x) || std::isnan(y)) {
                     same = std::isnan(x) && std::isnan(y);
                     continue;
