@@ -53,7 +53,7 @@ BASE_CASES = [
 def parse(args):
     """The flags of an args.json argv: {flag: value or True}."""
     flags, i = {"cmd": args[0]}, 1
-    bare = {"--average-heads", "--add-zero-attn"}
+    bare = {"--average-heads", "--add-zero-attn", "--alibi"}
     while i < len(args):
         a = args[i]
         if a in bare:

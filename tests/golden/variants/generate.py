@@ -60,7 +60,7 @@ from make_golden import npy_bytes  # noqa: E402  (one way to write reproducible 
 
 _spec = importlib.util.spec_from_file_location("pytorch_generate", os.path.join(HERE, "..", "pytorch", "generate.py"))
 pytorch_generate = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pytorch_generate)  # projections(), torch_mha_module(), torch_sdpa()
+_spec.loader.exec_module(pytorch_generate)  # parse(), tensor(), projections(), torch_mha_module(), torch_sdpa()
 
 CASES = [
     "var_window_sym", "var_window_sliding", "var_window_causal_unbounded", "var_window_cross_br", "var_window_tiles",
@@ -72,26 +72,8 @@ CASES = [
 NEG_INF = -math.inf
 
 
-def parse(args):
-    """The flags of an args.json argv: {flag: value or True}."""
-    flags, i = {"cmd": args[0]}, 1
-    bare = {"--average-heads", "--add-zero-attn", "--alibi"}
-    while i < len(args):
-        a = args[i]
-        if a in bare:
-            flags[a] = True
-            i += 1
-        elif a == "--causal" and (i + 1 == len(args) or args[i + 1].startswith("-")):
-            flags[a] = "top-left"
-            i += 1
-        else:
-            flags[a] = args[i + 1]
-            i += 2
-    return flags
-
-
-def tensor(a):
-    return torch.from_numpy(np.ascontiguousarray(a)).to(torch.float64)
+parse = pytorch_generate.parse  # the flags of an args.json argv
+tensor = pytorch_generate.tensor  # float64 torch tensor of an array
 
 
 def paper_slopes(n):
